@@ -1,0 +1,72 @@
+"""Element-aware chunking: sections stay together, chunks never span pages, and each chunk
+keeps its file, page and section title. Built on unstructured's ``chunk_by_title``."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from ragapp.types import Chunk
+
+
+def chunk_id(source: str, text: str, occurrence: int = 0) -> str:
+    """Stable id from the file path and the chunk's content (and its repeat number, so two
+    identical chunks of one file stay two chunks)."""
+    key = f"{source}\x00{text}" + (f"\x00{occurrence}" if occurrence else "")
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+
+
+def _is_title(element: Any) -> bool:
+    return getattr(element, "category", "") == "Title"
+
+
+def chunk_elements(
+    elements: Sequence[Any],
+    *,
+    source: str,
+    file_hash: str,
+    file_type: str,
+    chunk_size: int,
+    chunk_overlap: int,
+) -> list[Chunk]:
+    from unstructured.chunking.title import chunk_by_title
+
+    pieces = chunk_by_title(
+        list(elements),
+        max_characters=chunk_size,
+        new_after_n_chars=int(chunk_size * 0.8),
+        combine_text_under_n_chars=chunk_size // 4,
+        overlap=min(chunk_overlap, chunk_size // 2),
+        multipage_sections=False,  # a chunk on one page has one true page number
+        include_orig_elements=True,
+    )
+    chunks: list[Chunk] = []
+    seen: Counter[str] = Counter()
+    section: str | None = None
+    for piece in pieces:
+        text = (piece.text or "").strip()
+        originals = getattr(piece.metadata, "orig_elements", None) or [piece]
+        if _is_title(originals[0]):
+            section = originals[0].text.strip()
+        if not text:
+            continue
+        occurrence = seen[text]
+        seen[text] += 1
+        chunks.append(
+            Chunk(
+                id=chunk_id(source, text, occurrence),
+                text=text,
+                source=source,
+                page=piece.metadata.page_number,
+                section=section[:200] if section else None,
+                file_hash=file_hash,
+                file_type=file_type,
+            )
+        )
+        # a section title that closes a chunk heads the chunks after it
+        titles = [o for o in originals if _is_title(o)]
+        if titles:
+            section = titles[-1].text.strip()
+    return chunks

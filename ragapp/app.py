@@ -1,0 +1,78 @@
+"""The composition root: builds every component from the settings, once, on first use."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+from langchain_core.messages import BaseMessage
+from langchain_core.runnables import Runnable
+
+from ragapp.chain import build_chain, run_answer
+from ragapp.embeddings import EmbeddingSpec, embedding_dimension, load_embeddings, resolve_embedding_model
+from ragapp.errors import EmptyCollectionError
+from ragapp.llms import LoadedLLM, llm_label, load_llm
+from ragapp.retriever import ScoredRetriever, to_source
+from ragapp.settings import Settings
+from ragapp.store import ChunkStore, make_client
+from ragapp.types import Answer, Source
+
+
+class RagApp:
+    """Everything a command or request needs. Models load lazily: `status` never loads the LLM."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def embedding_spec(self) -> EmbeddingSpec:
+        return resolve_embedding_model(self.settings.embedding_model)
+
+    @cached_property
+    def store(self) -> ChunkStore:
+        spec = self.embedding_spec
+        return ChunkStore(
+            make_client(self.settings),
+            self.settings.collection,
+            spec,
+            embedding_dimension(spec),
+            lambda: load_embeddings(spec, self.settings.embedding_batch_size),
+        )
+
+    @cached_property
+    def llm(self) -> LoadedLLM:
+        return load_llm(self.settings)
+
+    @property
+    def llm_label(self) -> str:
+        return llm_label(self.settings)
+
+    def retriever(self, k: int | None = None, min_score: float | None = None) -> ScoredRetriever:
+        self._require_chunks()
+        return ScoredRetriever(
+            vectorstore=self.store.vectorstore(),
+            k=k or self.settings.top_k,
+            min_score=self.settings.min_score if min_score is None else min_score,
+        )
+
+    def _require_chunks(self) -> None:
+        if self.store.count() == 0:
+            raise EmptyCollectionError(
+                f"collection {self.settings.collection!r} is empty: run `ragapp ingest PATH` first"
+            )
+
+    def retrieve(self, question: str, k: int | None = None) -> list[Source]:
+        """Top-k chunks, best first, whatever their score (retrieval is not a judgement)."""
+        return [to_source(d) for d in self.retriever(k, min_score=-1.0).invoke(question)]
+
+    def chain(self, k: int | None = None) -> Runnable[dict[str, Any], Any]:
+        return build_chain(self.retriever(k), self.llm)
+
+    def ask(
+        self,
+        question: str,
+        k: int | None = None,
+        history: list[BaseMessage] | None = None,
+        on_token: Any = None,
+    ) -> Answer:
+        return run_answer(self.chain(k), question, history, on_token)

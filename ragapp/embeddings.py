@@ -1,0 +1,55 @@
+"""Embedding models: the bundled all-MiniLM-L6-v2 or any local sentence-transformers folder."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from langchain_core.embeddings import Embeddings
+
+from ragapp.bundled import BUNDLED_EMBEDDING, embedding_model_dir
+from ragapp.errors import ModelNotFoundError
+
+
+@dataclass(frozen=True)
+class EmbeddingSpec:
+    """What an index records about the model that built it."""
+
+    name: str  # stable label written into the collection (not a machine-specific path)
+    path: Path
+
+
+def resolve_embedding_model(name: str) -> EmbeddingSpec:
+    """Map a setting to a local model folder. Names that are not on disk are an error:
+    nothing is ever fetched from a hub."""
+    if name in (BUNDLED_EMBEDDING, f"sentence-transformers/{BUNDLED_EMBEDDING}", "bundled"):
+        return EmbeddingSpec(BUNDLED_EMBEDDING, embedding_model_dir())
+    path = Path(name).expanduser()
+    if path.is_dir() and (path / "config.json").is_file():
+        return EmbeddingSpec(path.resolve().name, path.resolve())
+    raise ModelNotFoundError(
+        f"embedding model {name!r} is not a local sentence-transformers folder "
+        f"(ragapp never downloads models; the bundled one is {BUNDLED_EMBEDDING!r})"
+    )
+
+
+def load_embeddings(spec: EmbeddingSpec, batch_size: int = 32) -> Embeddings:
+    """A LangChain Embeddings over sentence-transformers, normalised for cosine search."""
+    from langchain_huggingface import HuggingFaceEmbeddings
+
+    return HuggingFaceEmbeddings(
+        model_name=str(spec.path),
+        model_kwargs={"device": "cpu", "local_files_only": True},
+        encode_kwargs={"normalize_embeddings": True, "batch_size": batch_size},
+    )
+
+
+def embedding_dimension(spec: EmbeddingSpec) -> int:
+    """The model's output size, read from its pooling config so no weights need loading."""
+    pooling = spec.path / "1_Pooling" / "config.json"
+    try:
+        return int(json.loads(pooling.read_text())["word_embedding_dimension"])
+    except (OSError, KeyError, ValueError):
+        client = load_embeddings(spec)._client  # type: ignore[attr-defined]
+        return int(client.get_embedding_dimension())

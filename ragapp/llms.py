@@ -1,0 +1,94 @@
+"""The LLM seam: build the configured backend as a LangChain LLM, with its prompt format."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from langchain_core.language_models import BaseLLM
+
+from ragapp.bundled import BUNDLED_LLM, llm_gguf
+from ragapp.errors import BackendError, ModelNotFoundError
+from ragapp.prompts import PromptFormat, choose_format
+from ragapp.settings import BUNDLED, Settings
+
+_KV_TYPES = {"f16": 1, "q8_0": 8, "q4_0": 2}  # llama_cpp.GGML_TYPE_*
+
+
+@dataclass
+class LoadedLLM:
+    """A ready LLM, the prompt format it needs, and what to call it in output."""
+
+    llm: BaseLLM
+    prompt_format: PromptFormat
+    label: str
+    metadata: dict[str, Any]
+
+    def count_tokens(self, text: str) -> int:
+        client = getattr(self.llm, "client", None)
+        if client is None:
+            return len(text) // 4
+        return len(client.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+
+def gguf_path(settings: Settings) -> Path:
+    if settings.llm_model == BUNDLED:
+        return llm_gguf()
+    path = Path(settings.llm_model).expanduser()
+    if not path.is_file():
+        raise ModelNotFoundError(
+            f"LLM model file not found: {path} (RAGAPP_LLM_MODEL takes a local .gguf path)"
+        )
+    return path.resolve()
+
+
+def llm_label(settings: Settings) -> str:
+    if settings.llm_backend == "llamacpp" and settings.llm_model == BUNDLED:
+        return f"llamacpp:{BUNDLED_LLM} (bundled)"
+    return settings.llm_label
+
+
+def load_llamacpp(settings: Settings) -> LoadedLLM:
+    """llama-cpp-python in-process, through LangChain's LlamaCpp LLM."""
+    path = gguf_path(settings)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # langchain-community's sunset notice
+        from langchain_community.llms import LlamaCpp
+
+    kv_type = _KV_TYPES[settings.kv_cache_type]
+    try:
+        llm = LlamaCpp(
+            model_path=str(path),
+            n_ctx=settings.n_ctx,
+            n_batch=settings.n_batch,
+            n_gpu_layers=settings.n_gpu_layers,
+            n_threads=settings.n_threads,
+            use_mmap=settings.use_mmap,
+            use_mlock=settings.use_mlock,
+            seed=settings.seed,
+            temperature=settings.temperature,
+            max_tokens=settings.max_tokens,
+            streaming=True,
+            verbose=False,
+            model_kwargs={"flash_attn": settings.flash_attn, "type_k": kv_type, "type_v": kv_type},
+        )
+    except ValueError as exc:
+        raise BackendError(f"llama.cpp could not load {path}: {exc}") from None
+    metadata = dict(llm.client.metadata)
+    return LoadedLLM(
+        llm=llm,
+        prompt_format=choose_format(settings.prompt_format, metadata),
+        label=llm_label(settings),
+        metadata=metadata,
+    )
+
+
+def load_llm(settings: Settings) -> LoadedLLM:
+    if settings.llm_backend == "llamacpp":
+        return load_llamacpp(settings)
+    raise BackendError(
+        f"the {settings.llm_backend!r} LLM backend is not available in this version of ragapp; "
+        "use RAGAPP_LLM_BACKEND=llamacpp"
+    )

@@ -1,0 +1,191 @@
+"""One typed settings tree. Precedence: CLI flag > RAGAPP_* env var > TOML config file > default."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from ragapp.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = Path("ragapp.toml")
+BUNDLED = "bundled"
+
+LLMBackend = Literal["llamacpp", "ollama", "openai", "gpt4all"]
+PromptFamily = Literal["auto", "llama2", "llama3", "chatml", "gemma", "mistral", "phi3", "template"]
+KVCacheType = Literal["f16", "q8_0", "q4_0"]
+
+
+class Settings(BaseSettings):
+    """Everything ragapp can be told. Every field is also an env var: RAGAPP_<FIELD NAME>."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RAGAPP_",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    # --- where things live -------------------------------------------------------------
+    data_dir: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_data_dir("ragapp")),
+        description="Directory holding the vector store, ledger and logs.",
+    )
+    collection: str = Field(
+        default="default",
+        description="Name of the collection (a separate set of documents) to use.",
+    )
+    chroma_url: str = Field(
+        default="",
+        description="Empty: embedded Chroma in the data dir. http://host:port: a Chroma server.",
+    )
+
+    # --- ingestion -----------------------------------------------------------------------
+    embedding_model: str = Field(
+        default="all-MiniLM-L6-v2",
+        description="Embedding model: the bundled 'all-MiniLM-L6-v2' or a local "
+        "sentence-transformers folder. Never downloaded.",
+    )
+    embedding_batch_size: int = Field(
+        default=32, ge=1, description="Chunks embedded per batch during ingest."
+    )
+    chunk_size: int = Field(
+        default=1000, ge=100, description="Maximum characters per chunk."
+    )
+    chunk_overlap: int = Field(
+        default=150, ge=0, description="Characters repeated between consecutive chunks of one section."
+    )
+    max_file_mb: float = Field(
+        default=100.0, gt=0, description="Files larger than this (MiB) are skipped with a reason."
+    )
+
+    # --- retrieval -------------------------------------------------------------------------
+    top_k: int = Field(default=4, ge=1, le=100, description="Chunks retrieved per question.")
+    min_score: float = Field(
+        default=0.15,
+        ge=-1.0,
+        le=1.0,
+        description="Cosine relevance below which a chunk is ignored; if none is left the "
+        "answer is an explicit refusal instead of a guess.",
+    )
+
+    # --- LLM -------------------------------------------------------------------------------------
+    llm_backend: LLMBackend = Field(
+        default="llamacpp", description="Which LLM runtime answers: llamacpp is in-process."
+    )
+    llm_model: str = Field(
+        default=BUNDLED,
+        description="GGUF path (llamacpp, gpt4all) or model name (ollama, openai); "
+        "'bundled' is SmolLM2-135M-Instruct shipped with ragapp.",
+    )
+    llm_base_url: str = Field(default="", description="Server URL for the ollama/openai backends.")
+    prompt_format: PromptFamily = Field(
+        default="auto",
+        description="Prompt format; 'auto' picks it from the model's chat template.",
+    )
+    n_ctx: int = Field(default=4096, ge=512, description="llama.cpp context window (tokens).")
+    n_batch: int = Field(default=512, ge=1, description="llama.cpp prompt-processing batch size.")
+    n_gpu_layers: int = Field(
+        default=-1, ge=-1, description="Layers offloaded to the GPU (-1: all, 0: CPU only)."
+    )
+    n_threads: int | None = Field(
+        default=None, ge=1, description="CPU threads for llama.cpp (default: all physical cores)."
+    )
+    flash_attn: bool = Field(default=False, description="Use flash attention in llama.cpp.")
+    kv_cache_type: KVCacheType = Field(
+        default="f16", description="llama.cpp KV cache precision (q8_0/q4_0 need flash_attn)."
+    )
+    use_mmap: bool = Field(default=True, description="Memory-map the GGUF file.")
+    use_mlock: bool = Field(default=False, description="Lock the model in RAM.")
+    temperature: float = Field(default=0.1, ge=0.0, le=2.0, description="Sampling temperature.")
+    max_tokens: int = Field(default=256, ge=1, description="Maximum tokens in an answer.")
+    seed: int = Field(default=42, description="Sampling seed, for repeatable answers.")
+    history_turns: int = Field(
+        default=4, ge=0, description="Previous chat turns kept in the prompt of `ragapp chat`."
+    )
+
+    @field_validator("collection")
+    @classmethod
+    def _collection_name(cls, value: str) -> str:
+        # Chroma: 3-512 chars of [a-zA-Z0-9._-], starting and ending alphanumeric.
+        ok = 3 <= len(value) <= 512 and value[0].isalnum() and value[-1].isalnum()
+        if not ok or any(not (c.isalnum() or c in "._-") for c in value):
+            raise ValueError(
+                "collection names are 3-512 letters, digits, '.', '_' or '-', "
+                "starting and ending with a letter or digit"
+            )
+        return value
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def store_path(self) -> Path:
+        return self.data_dir / "chroma"
+
+    @property
+    def llm_label(self) -> str:
+        return f"{self.llm_backend}:{self.llm_model}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = settings_cls.model_config.get("toml_file")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+
+def config_file_path(explicit: Path | None = None) -> Path | None:
+    """The config file in force: --config, else RAGAPP_CONFIG, else ./ragapp.toml if present."""
+    if explicit is not None:
+        path = Path(explicit)
+    elif os.environ.get("RAGAPP_CONFIG"):
+        path = Path(os.environ["RAGAPP_CONFIG"])
+    elif DEFAULT_CONFIG_FILE.is_file():
+        return DEFAULT_CONFIG_FILE.resolve()
+    else:
+        return None
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    return path.resolve()
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings; ``overrides`` (CLI flags) win over env, env over the TOML file."""
+    path = config_file_path(config_file)
+    cls = Settings
+    if path is not None:
+        cls = type(
+            "Settings",
+            (Settings,),
+            {"model_config": SettingsConfigDict(**Settings.model_config, toml_file=path)},
+        )
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return cls(**given)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "settings"
+        origin = f" (in {path})" if path else ""
+        raise ConfigError(f"invalid setting {where}{origin}: {err['msg']}") from None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
