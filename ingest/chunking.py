@@ -37,7 +37,7 @@ def chunk_elements(
         list(elements),
         max_characters=chunk_size,
         new_after_n_chars=int(chunk_size * 0.8),
-        combine_text_under_n_chars=chunk_size // 4,
+        combine_text_under_n_chars=0,  # combining would merge across pages
         overlap=min(chunk_overlap, chunk_size // 2),
         multipage_sections=False,  # a chunk on one page has one true page number
         include_orig_elements=True,

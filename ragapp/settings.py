@@ -177,7 +177,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         cls = type(
             "Settings",
             (Settings,),
-            {"model_config": SettingsConfigDict(**Settings.model_config, toml_file=path)},
+            {"model_config": SettingsConfigDict(**{**Settings.model_config, "toml_file": path})},
         )
     given = {k: v for k, v in overrides.items() if v is not None}
     try:

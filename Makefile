@@ -1,0 +1,46 @@
+# One Makefile; CI calls `make test` through .ci/run.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/pip --disable-pip-version-check
+LOCK   := requirements/constraints.txt
+STAMP  := $(VENV)/.installed
+DEMO_Q ?= How much is the yearly membership fee, and when is it due?
+
+.PHONY: install demo test lint bench lock clean
+
+$(STAMP): pyproject.toml $(LOCK)
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "ragapp needs Python 3.11 (set PYTHON=python3.11)")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade "pip>=24"
+	# the CPU build of torch first, so nothing can pull a CUDA one
+	$(PIP) install -q -c $(LOCK) torch==2.13.0
+	# llama-cpp-python builds from source the first time (about 5 minutes on 2 cores)
+	$(PIP) install -q -c $(LOCK) -e ".[dev]"
+	# unstructured's PDF partitioner imports unstructured-inference; its own dependencies
+	# (timm, torchvision, accelerate) would pull a CUDA torch, and we don't use its models
+	$(PIP) install -q --no-deps -c $(LOCK) unstructured-inference==1.6.14
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv with everything (idempotent)
+
+demo: install  ## ingest sample_docs/ and answer a question, fully offline
+	$(BIN)/ragapp --collection sample-docs ingest sample_docs/
+	$(BIN)/ragapp --collection sample-docs ask "$(DEMO_Q)"
+
+test: install  ## the whole test suite
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check ragapp ingest tests bench
+	$(BIN)/ruff format --check ragapp ingest tests bench
+
+bench: install  ## ingest / retrieval / generation figures (see README)
+	$(BIN)/python bench/pipeline.py
+
+lock:  ## re-pin the whole dependency tree from the current .venv
+	$(PIP) freeze | grep -viE '^(-e |ragapp|pip==|setuptools==)' | sed 's/^torch==2.13.0+cpu/torch==2.13.0/' > $(LOCK).new
+	{ sed -n '1,2p' $(LOCK); cat $(LOCK).new; } > $(LOCK).tmp && mv $(LOCK).tmp $(LOCK) && rm $(LOCK).new
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -1,0 +1,3 @@
+from ragapp.cli import main
+
+main()

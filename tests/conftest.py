@@ -1,0 +1,61 @@
+"""Shared fixtures: every test gets a clean environment, a private data dir and cwd."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_DOCS = ROOT / "sample_docs"
+SHARED = ROOT.parent / "shared"
+RAGAPP = [sys.executable, "-m", "ragapp"]
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """No RAGAPP_* leaks in from the developer's shell; data lives in a temp dir."""
+    for key in list(os.environ):
+        if key.startswith("RAGAPP_"):
+            monkeypatch.delenv(key)
+    data_dir = tmp_path / "data"
+    monkeypatch.setenv("RAGAPP_DATA_DIR", str(data_dir))
+    monkeypatch.chdir(tmp_path)
+    yield data_dir
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+    def jsonl(self) -> list[Any]:
+        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> Result:
+    """Run the real `ragapp` CLI in a subprocess, as a user would."""
+    proc = subprocess.run(
+        [*RAGAPP, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def cli() -> Any:
+    return run_cli
