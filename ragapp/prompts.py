@@ -20,18 +20,22 @@ from ragapp.types import Source
 REFUSAL = "I couldn't find this in your documents."
 
 SYSTEM_PROMPT = (
-    "You answer questions using only the numbered context passages below, taken from the "
-    "user's own documents. Cite every fact with the number of its passage in square "
-    "brackets, like [1] or [2]. If the passages do not contain the answer, reply exactly: "
-    f'"{REFUSAL}" Do not use outside knowledge.\n\n'
-    "Context:\n{context}"
+    "You answer questions using only the numbered context passages given with the "
+    "question, taken from the user's own documents. Cite every fact with the number of its "
+    "passage in square brackets, like [1] or [2]. If the passages do not contain the "
+    f'answer, reply exactly: "{REFUSAL}" Do not use outside knowledge.'
 )
+
+# The numbered passages travel in the user turn, next to the question: with the bundled
+# SmolLM2-135M this answered 6 of 16 sample-docs facts, against 3 of 16 with the passages
+# in the system turn (same k=4, greedy decoding; see README "Prompt layout").
+QUESTION_TEMPLATE = "Context:\n{context}\n\nQuestion: {question}"
 
 ANSWER_PROMPT = ChatPromptTemplate.from_messages(
     [
         ("system", SYSTEM_PROMPT),
         MessagesPlaceholder("history", optional=True),
-        ("human", "{question}"),
+        ("human", QUESTION_TEMPLATE),
     ]
 )
 

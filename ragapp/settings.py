@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     # --- retrieval -------------------------------------------------------------------------
     top_k: int = Field(default=4, ge=1, le=100, description="Chunks retrieved per question.")
     min_score: float = Field(
-        default=0.15,
+        default=0.25,
         ge=-1.0,
         le=1.0,
         description="Cosine relevance below which a chunk is ignored; if none is left the "

@@ -44,10 +44,13 @@ class Result:
         return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> Result:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, input_text: str | None = None, timeout: float = 300
+) -> Result:
     """Run the real `ragapp` CLI in a subprocess, as a user would."""
     proc = subprocess.run(
         [*RAGAPP, *args],
+        input=input_text,
         capture_output=True,
         text=True,
         timeout=timeout,

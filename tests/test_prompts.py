@@ -68,15 +68,16 @@ def test_llama2_single_turn_matches_the_guide() -> None:
     prompt = ANSWER_PROMPT.invoke({"context": "[1] (a.txt)\nfact", "question": "What?"})
     rendered = FORMATS["llama2"].render(prompt)
     assert rendered.startswith("[INST] <<SYS>>\nYou answer questions using only")
-    assert rendered.endswith("<</SYS>>\n\nWhat? [/INST]")
+    assert rendered.endswith("<</SYS>>\n\nContext:\n[1] (a.txt)\nfact\n\nQuestion: What? [/INST]")
 
 
-def test_system_prompt_numbers_context_asks_for_citations_and_refusal() -> None:
+def test_prompt_numbers_context_asks_for_citations_and_refusal() -> None:
     sources = [Source("/d/a.pdf", 2, 0.9, "Fee is 42."), Source("/d/b.md", None, 0.8, "Other.")]
     context = format_context(sources)
     assert context == "[1] (a.pdf, page 2)\nFee is 42.\n\n[2] (b.md)\nOther."
-    system = ANSWER_PROMPT.invoke({"context": context, "question": "q"}).to_messages()[0].content
-    assert "[1]" in system and "square brackets" in system and REFUSAL in system
+    system, user = ANSWER_PROMPT.invoke({"context": context, "question": "q"}).to_messages()
+    assert "square brackets" in system.content and REFUSAL in system.content
+    assert user.content == f"Context:\n{context}\n\nQuestion: q"
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,73 @@
+"""The LCEL chain's wiring, with a fake LLM (the real model is exercised end to end)."""
+
+from __future__ import annotations
+
+from langchain_core.documents import Document
+from langchain_core.language_models import FakeListLLM
+from langchain_core.retrievers import BaseRetriever
+
+from ragapp.chain import build_chain, history_messages, is_refusal, run_answer
+from ragapp.llms import LoadedLLM
+from ragapp.prompts import FORMATS, REFUSAL
+
+
+class ListRetriever(BaseRetriever):
+    docs: list[Document]
+
+    def _get_relevant_documents(self, query: str, *, run_manager: object) -> list[Document]:
+        return self.docs
+
+
+def _loaded(responses: list[str]) -> LoadedLLM:
+    return LoadedLLM(FakeListLLM(responses=responses), FORMATS["chatml"], "fake", {})
+
+
+def test_streams_sources_then_tokens_and_times_them() -> None:
+    doc = Document("The fee is 42.", metadata={"source": "/d/a.pdf", "page": 2, "score": 0.8})
+    chain = build_chain(ListRetriever(docs=[doc]), _loaded(["It is 42 [1]."]))
+    tokens: list[str] = []
+    answer = run_answer(chain, "fee?", on_token=tokens.append)
+    assert answer.text == "It is 42 [1]."
+    assert "".join(tokens) == answer.text
+    assert not answer.refused
+    assert [(s.source, s.page, s.score) for s in answer.sources] == [("/d/a.pdf", 2, 0.8)]
+    assert answer.timings.completion_tokens == len(tokens) > 0
+    assert answer.timings.total_ms >= answer.timings.ttft_ms >= answer.timings.retrieve_ms > 0
+
+
+def test_prompt_reaching_the_llm_is_rendered_in_the_models_format() -> None:
+    seen: list[str] = []
+
+    class Recording(FakeListLLM):
+        def _call(self, prompt: str, *args: object, **kwargs: object) -> str:
+            seen.append(prompt)
+            return "ok"
+
+    doc = Document("Board meets Tuesdays.", metadata={"source": "/d/b.md", "score": 0.5})
+    loaded = LoadedLLM(Recording(responses=["ok"]), FORMATS["chatml"], "fake", {})
+    history = history_messages([("first q", "first a")], turns=4)
+    run_answer(build_chain(ListRetriever(docs=[doc]), loaded), "when?", history)
+    prompt = seen[0]
+    assert prompt.startswith("<|im_start|>system\nYou answer questions")
+    assert "[1] (b.md)\nBoard meets Tuesdays." in prompt
+    assert "<|im_start|>user\nfirst q<|im_end|>\n<|im_start|>assistant\nfirst a<|im_end|>" in prompt
+    assert prompt.endswith("\n\nQuestion: when?<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_no_relevant_chunk_means_refusal_without_calling_the_llm() -> None:
+    llm = _loaded(["should never be used"])
+    answer = run_answer(build_chain(ListRetriever(docs=[]), llm), "capital of France?")
+    assert answer.text == REFUSAL and answer.refused and answer.sources == []
+    assert llm.llm.i == 0  # type: ignore[attr-defined]
+
+
+def test_refusal_detection() -> None:
+    assert is_refusal("I couldn't find this in your documents.")
+    assert is_refusal("Sorry, I don't know.")
+    assert not is_refusal("The fee is 42 pounds [1].")
+
+
+def test_history_keeps_last_turns() -> None:
+    msgs = history_messages([("q1", "a1"), ("q2", "a2"), ("q3", "a3")], turns=2)
+    assert [m.content for m in msgs] == ["q2", "a2", "q3", "a3"]
+    assert history_messages([("q1", "a1")], turns=0) == []
