@@ -28,12 +28,13 @@ demo: install  ## ingest sample_docs/ and answer a question, fully offline
 	$(BIN)/ragapp --collection sample-docs ingest sample_docs/
 	$(BIN)/ragapp --collection sample-docs ask "$(DEMO_Q)"
 
-test: install  ## the whole test suite
+test: install  ## lint, then the whole test suite
+	$(BIN)/ruff check ragapp ingest tests bench tools
 	$(BIN)/python -m pytest
 
 lint: install
-	$(BIN)/ruff check ragapp ingest tests bench
-	$(BIN)/ruff format --check ragapp ingest tests bench
+	$(BIN)/ruff check ragapp ingest tests bench tools
+	$(BIN)/ruff format --check ragapp ingest tests bench tools
 
 bench: install  ## ingest / retrieval / generation figures (see README)
 	$(BIN)/python bench/pipeline.py

@@ -71,7 +71,9 @@ class _Pending:
 
 
 class _Run:
-    def __init__(self, store: ChunkStore, settings: Settings, progress: IngestProgress | None) -> None:
+    def __init__(
+        self, store: ChunkStore, settings: Settings, progress: IngestProgress | None
+    ) -> None:
         self.store = store
         self.settings = settings
         self.progress = progress

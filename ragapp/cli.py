@@ -56,7 +56,10 @@ cli = typer.Typer(
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON to stdout (for scripts).")]
 KOpt = Annotated[
-    int | None, typer.Option("-k", "--top-k", min=1, max=100, help="Chunks to retrieve [default: top_k setting].")
+    int | None,
+    typer.Option(
+        "-k", "--top-k", min=1, max=100, help="Chunks to retrieve [default: top_k setting]."
+    ),
 ]
 
 
@@ -64,7 +67,8 @@ KOpt = Annotated[
 def _global(
     ctx: typer.Context,
     data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="Where the store and logs live [env: RAGAPP_DATA_DIR].")
+        Path | None,
+        typer.Option("--data-dir", help="Where the store and logs live [env: RAGAPP_DATA_DIR]."),
     ] = None,
     collection: Annotated[
         str | None, typer.Option("--collection", help="Collection to use [env: RAGAPP_COLLECTION].")
@@ -159,7 +163,9 @@ def ingest(
     ) as progress:
         err.print(f"Loading embedding model {app.embedding_spec.name}…") if not json_out else None
         store = app.store
-        report = ingest_paths(paths, store, app.settings, _RichIngestProgress(progress), keep_deleted)
+        report = ingest_paths(
+            paths, store, app.settings, _RichIngestProgress(progress), keep_deleted
+        )
 
     if json_out:
         _print_json(report.to_json())
@@ -203,7 +209,9 @@ def retrieve(
     json_out: JsonOpt = False,
     batch: Annotated[
         Path | None,
-        typer.Option("--batch", help="JSONL file with a 'question' per line; writes JSONL results."),
+        typer.Option(
+            "--batch", help="JSONL file with a 'question' per line; writes JSONL results."
+        ),
     ] = None,
 ) -> None:
     """Show the chunks a question retrieves, best first (no LLM).
@@ -238,7 +246,9 @@ def _retrieve_batch(app: RagApp, batch: Path, k: int | None) -> None:
         try:
             question = json.loads(line)["question"]
         except (json.JSONDecodeError, KeyError, TypeError):
-            raise RagappError(f"{batch}:{lineno}: expected a JSON object with a 'question' field") from None
+            raise RagappError(
+                f"{batch}:{lineno}: expected a JSON object with a 'question' field"
+            ) from None
         results = app.retrieve(str(question), k)
         _print_json({"question": question, "results": [s.to_json() for s in results]})
 
@@ -408,7 +418,9 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             err.print_exception()
         msg = str(exc).splitlines()[0] if str(exc) else ""
-        err.print(f"[red]error:[/] unexpected {type(exc).__name__}: {msg} (run with --debug for details)")
+        err.print(
+            f"[red]error:[/] unexpected {type(exc).__name__}: {msg} (run with --debug for details)"
+        )
         code = EXIT_ERROR
     logging.getLogger(__name__).debug("ran in %.2fs", time.perf_counter() - started)
     sys.exit(code if isinstance(code, int) else 0)

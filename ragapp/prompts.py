@@ -124,7 +124,9 @@ def _gemma(turns: list[Turn]) -> str:
     for i, (role, content) in enumerate(rest):
         if i == 0 and role == "user" and system:
             content = f"{system}\n\n{content}"
-        out.append(f"<start_of_turn>{'model' if role == 'assistant' else 'user'}\n{content}<end_of_turn>\n")
+        out.append(
+            f"<start_of_turn>{'model' if role == 'assistant' else 'user'}\n{content}<end_of_turn>\n"
+        )
     return "".join(out) + "<start_of_turn>model\n"
 
 
@@ -173,7 +175,8 @@ def detect_family(metadata: dict[str, Any]) -> str | None:
         if all(m in template for m in markers):
             return family
     name = " ".join(
-        str(metadata.get(k, "")) for k in ("general.name", "general.architecture", "general.basename")
+        str(metadata.get(k, ""))
+        for k in ("general.name", "general.architecture", "general.basename")
     ).lower()
     return next((family for hint, family in _NAME_HINTS if hint in name), None)
 

@@ -58,11 +58,11 @@ class Settings(BaseSettings):
     embedding_batch_size: int = Field(
         default=32, ge=1, description="Chunks embedded per batch during ingest."
     )
-    chunk_size: int = Field(
-        default=1000, ge=100, description="Maximum characters per chunk."
-    )
+    chunk_size: int = Field(default=1000, ge=100, description="Maximum characters per chunk.")
     chunk_overlap: int = Field(
-        default=150, ge=0, description="Characters repeated between consecutive chunks of one section."
+        default=150,
+        ge=0,
+        description="Characters repeated between consecutive chunks of one section.",
     )
     max_file_mb: float = Field(
         default=100.0, gt=0, description="Files larger than this (MiB) are skipped with a reason."

@@ -87,7 +87,9 @@ class ChunkStore:
 
     # --- opening ---------------------------------------------------------------------------------
     def exists(self) -> bool:
-        return self.name in {c if isinstance(c, str) else c.name for c in self.client.list_collections()}
+        return self.name in {
+            c if isinstance(c, str) else c.name for c in self.client.list_collections()
+        }
 
     @property
     def collection(self) -> Any:
@@ -144,7 +146,8 @@ class ChunkStore:
         seen: dict[str, dict[str, Any]] = {}
         for meta in got["metadatas"] or []:
             rec = seen.setdefault(
-                meta["source"], {"hashes": set(), "chunks": 0, "expected": meta.get("file_chunks", -1)}
+                meta["source"],
+                {"hashes": set(), "chunks": 0, "expected": meta.get("file_chunks", -1)},
             )
             rec["hashes"].add(meta.get("file_hash", ""))
             rec["chunks"] += 1
@@ -159,7 +162,9 @@ class ChunkStore:
         }
 
     # --- writing ----------------------------------------------------------------------------------
-    def write_file(self, source: str, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]) -> None:
+    def write_file(
+        self, source: str, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]
+    ) -> None:
         """Make the store hold exactly ``chunks`` for ``source``: add new, then drop stale."""
         if len(chunks) != len(vectors):
             raise StoreError(f"internal error: {len(chunks)} chunks but {len(vectors)} vectors")

@@ -45,7 +45,10 @@ class Result:
 
 
 def run_cli(
-    *args: str, env: dict[str, str] | None = None, input_text: str | None = None, timeout: float = 300
+    *args: str,
+    env: dict[str, str] | None = None,
+    input_text: str | None = None,
+    timeout: float = 300,
 ) -> Result:
     """Run the real `ragapp` CLI in a subprocess, as a user would."""
     proc = subprocess.run(

@@ -13,7 +13,12 @@ def _el(cls: type, text: str, page: int | None = None) -> object:
 
 def _chunks(elements: list[object], size: int = 300) -> list:
     return chunk_elements(
-        elements, source="/docs/a.pdf", file_hash="h", file_type="pdf", chunk_size=size, chunk_overlap=0
+        elements,
+        source="/docs/a.pdf",
+        file_hash="h",
+        file_type="pdf",
+        chunk_size=size,
+        chunk_overlap=0,
     )
 
 
@@ -52,7 +57,12 @@ def test_long_sections_are_cut_at_the_size_cap() -> None:
 
 
 def test_repeated_text_in_one_file_keeps_distinct_ids() -> None:
-    elements = [_el(Title, "A"), _el(NarrativeText, "Same words."), _el(Title, "B"), _el(NarrativeText, "Same words.")]
+    elements = [
+        _el(Title, "A"),
+        _el(NarrativeText, "Same words."),
+        _el(Title, "B"),
+        _el(NarrativeText, "Same words."),
+    ]
     chunks = _chunks(elements, size=100)
     ids = [c.id for c in chunks]
     assert len(ids) == len(set(ids))

@@ -68,7 +68,10 @@ def test_guard_catches_connects_and_lookups(tmp_path: Path) -> None:
         "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(); c = socket.create_connection(s.getsockname())\n"
     )
     proc = subprocess.run(
-        [RAGAPP[0], "-c", code], env={**os.environ, **guarded_env(log)}, capture_output=True, text=True
+        [RAGAPP[0], "-c", code],
+        env={**os.environ, **guarded_env(log)},
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stderr
     kinds = [a["kind"] for a in attempts(log)]

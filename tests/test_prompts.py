@@ -103,9 +103,14 @@ def test_unknown_family_falls_back_to_the_ggufs_own_template() -> None:
         "{% for m in messages %}<<{{ m['role'] }}>>{{ m['content'] }}\n{% endfor %}"
         "{% if add_generation_prompt %}<<assistant>>{% endif %}"
     )
-    fmt = choose_format("auto", {"tokenizer.chat_template": template, "tokenizer.ggml.eos_token": "<eos>"})
+    fmt = choose_format(
+        "auto", {"tokenizer.chat_template": template, "tokenizer.ggml.eos_token": "<eos>"}
+    )
     assert fmt.family == "template"
-    assert fmt.render([SystemMessage("S"), HumanMessage("Q")]) == "<<system>>S\n<<user>>Q\n<<assistant>>"
+    assert (
+        fmt.render([SystemMessage("S"), HumanMessage("Q")])
+        == "<<system>>S\n<<user>>Q\n<<assistant>>"
+    )
     assert fmt.stop == ["<eos>"]
 
 

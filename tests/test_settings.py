@@ -40,7 +40,9 @@ def test_precedence_flag_over_env_over_file_over_default(
     assert (s.collection, s.top_k, s.n_ctx) == ("from-flag", 7, 2048)
 
 
-def test_config_found_in_cwd_and_through_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_found_in_cwd_and_through_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "ragapp.toml").write_text('collection = "cwd-file"\n')
     assert load_settings().collection == "cwd-file"
     other = tmp_path / "other.toml"

@@ -18,7 +18,11 @@ from tests.fakes import HashEmbeddings
 def make_store(data_dir: Path, model: str = "hash-64", dim: int = 64) -> ChunkStore:
     settings = load_settings(data_dir=data_dir)
     return ChunkStore(
-        make_client(settings), "default", EmbeddingSpec(model, data_dir), dim, lambda: HashEmbeddings(dim)
+        make_client(settings),
+        "default",
+        EmbeddingSpec(model, data_dir),
+        dim,
+        lambda: HashEmbeddings(dim),
     )
 
 
@@ -68,7 +72,17 @@ def test_interrupted_write_is_detected_and_redone(docs: Path, clean_environ: Pat
     source = str((docs / "a.md").resolve())
     ids = store.collection.get(where={"source": source})["ids"]
     # simulate a crash half-way through a multi-chunk write: one chunk of two is missing
-    store.collection.update(ids=ids, metadatas=[{"source": source, "file_hash": store.files()[source].file_hash, "file_chunks": len(ids) + 1}] * len(ids))
+    store.collection.update(
+        ids=ids,
+        metadatas=[
+            {
+                "source": source,
+                "file_hash": store.files()[source].file_hash,
+                "file_chunks": len(ids) + 1,
+            }
+        ]
+        * len(ids),
+    )
     assert not store.files()[source].complete
     report = ingest_paths([docs], store, load_settings())
     assert report.updated == 1 and store.files()[source].complete

@@ -219,7 +219,9 @@ def build_docx(path: Path) -> None:
     normal.font.name = "Calibri"
     normal.font.size = Pt(11)
 
-    document.add_heading("Harbourlight Cooperative - Rooftop and Installation Safety Procedures", level=1)
+    document.add_heading(
+        "Harbourlight Cooperative - Rooftop and Installation Safety Procedures", level=1
+    )
     document.add_paragraph(
         "These procedures apply to everyone who carries out work on Harbourlight "
         "installations, including our own staff, contractors and visiting engineers. "
