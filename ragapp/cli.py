@@ -161,7 +161,8 @@ def ingest(
         transient=json_out,
         disable=json_out or not err.is_terminal,
     ) as progress:
-        err.print(f"Loading embedding model {app.embedding_spec.name}…") if not json_out else None
+        if not json_out:
+            err.print(f"Loading embedding model {app.embedding_spec.name}…")
         store = app.store
         report = ingest_paths(
             paths, store, app.settings, _RichIngestProgress(progress), keep_deleted
@@ -295,15 +296,19 @@ def ask(
         _print_json(app.ask(question, k).to_json())
         return
     answer = app.ask(question, k, on_token=_stream_token)
-    if answer.refused and not answer.sources:
-        out.print(answer.text)
     out.print()
     _print_sources(answer.sources)
     t = answer.timings
-    err.print(
-        f"[dim]retrieve {t.retrieve_ms:.0f} ms · first token {t.ttft_ms:.0f} ms · "
-        f"{t.completion_tokens} tokens at {t.tokens_per_s:.1f} tok/s · {app.llm_label}[/]"
-    )
+    if not answer.sources:
+        stats = (
+            f"no passage scored above min_score {app.settings.min_score:g}; the LLM was not asked"
+        )
+    else:
+        stats = (
+            f"first token {t.ttft_ms:.0f} ms · {t.completion_tokens} tokens at "
+            f"{t.tokens_per_s:.1f} tok/s · {app.llm_label}"
+        )
+    err.print(f"[dim]retrieve {t.retrieve_ms:.0f} ms · {stats}[/]", soft_wrap=True)
 
 
 @cli.command()
@@ -336,8 +341,6 @@ def chat(
         messages = history_messages(history, app.settings.history_turns)
         out.print("[bold blue]ragapp>[/] ", end="")
         answer = app.ask(question, k, history=messages, on_token=_stream_token)
-        if answer.refused and not answer.sources:
-            out.print(answer.text, end="")
         out.print()
         _print_sources(answer.sources)
         out.print()

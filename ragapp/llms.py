@@ -26,12 +26,6 @@ class LoadedLLM:
     label: str
     metadata: dict[str, Any]
 
-    def count_tokens(self, text: str) -> int:
-        client = getattr(self.llm, "client", None)
-        if client is None:
-            return len(text) // 4
-        return len(client.tokenize(text.encode("utf-8"), add_bos=False, special=True))
-
 
 def gguf_path(settings: Settings) -> Path:
     if settings.llm_model == BUNDLED:

@@ -26,6 +26,7 @@ class Corpus:
         self.docs = root / "docs"
         self.data = root / "data"
         shutil.copytree(SAMPLE_DOCS, self.docs)
+        self.first_ingest = self.cli("ingest", str(self.docs), "--json")
 
     def cli(self, *args: str, **kw: Any) -> Result:
         return run_cli("--data-dir", str(self.data), *args, **kw)
@@ -33,9 +34,7 @@ class Corpus:
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
-    c = Corpus(tmp_path_factory.mktemp("corpus"))
-    c.first_ingest = c.cli("ingest", str(c.docs), "--json")  # type: ignore[attr-defined]
-    return c
+    return Corpus(tmp_path_factory.mktemp("corpus"))
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +49,7 @@ def fact_results(corpus: Corpus, tmp_path_factory: pytest.TempPathFactory) -> li
 
 
 def test_ingest_reports_every_file(corpus: Corpus) -> None:
-    res: Result = corpus.first_ingest  # type: ignore[attr-defined]
+    res = corpus.first_ingest
     assert res.code == 0, res.stderr
     report = res.json()
     assert set(report) >= INGEST_KEYS
@@ -158,6 +157,9 @@ def test_out_of_scope_question_is_refused(corpus: Corpus) -> None:
     assert data["refused"] is True
     assert data["answer"] == "I couldn't find this in your documents."
     assert data["sources"] == []
+    human = corpus.cli("ask", "What is the boiling point of mercury in kelvin?")
+    assert human.stdout.strip() == "I couldn't find this in your documents."
+    assert "the LLM was not asked" in human.stderr
 
 
 def test_chat_keeps_a_conversation(corpus: Corpus) -> None:
