@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/pip --disable-pip-version-check
 LOCK   := requirements/constraints.txt
 STAMP  := $(VENV)/.installed
-DEMO_Q ?= How much is the yearly membership fee, and when is it due?
+DEMO_Q ?= What was the cooperative's total income for 2025?
 
 .PHONY: install demo test lint bench lock clean
 
