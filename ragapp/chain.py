@@ -34,7 +34,8 @@ def build_chain(retriever: BaseRetriever, loaded: LoadedLLM) -> Runnable[dict[st
     generate = (
         ANSWER_PROMPT
         | RunnableLambda(fmt.render, name="render_prompt")
-        | loaded.llm.bind(stop=fmt.stop)
+        # small models go on to invent the next "Question:" of our template: stop there
+        | loaded.llm.bind(stop=[*fmt.stop, "\nQuestion:"])
         | StrOutputParser()
     )
     answer = RunnableBranch(
