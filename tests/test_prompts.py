@@ -117,3 +117,16 @@ def test_unknown_family_falls_back_to_the_ggufs_own_template() -> None:
 def test_explicit_format_overrides_detection() -> None:
     fmt = choose_format("gemma", {"tokenizer.chat_template": "<|im_start|>"})
     assert fmt.family == "gemma"
+
+
+def test_chatml_matches_the_bundled_models_own_template() -> None:
+    """Our ChatML rendering is byte-identical to SmolLM2's Jinja chat template."""
+    from llama_cpp import Llama
+
+    from ragapp.bundled import llm_gguf
+
+    model = Llama(str(llm_gguf()), vocab_only=True, verbose=False)
+    assert detect_family(model.metadata) == "chatml"
+    own = choose_format("template", model.metadata)
+    assert own.family == "template"
+    assert FORMATS["chatml"].render(CONVERSATION) == own.render(CONVERSATION)
