@@ -22,8 +22,9 @@ from ragapp.settings import Settings
 from ragapp.store import ChunkStore
 from ragapp.types import Chunk
 
-# Embed once this many chunks are waiting: big batches keep the embedder busy.
-_FLUSH_CHUNKS = 256
+# Embed once this many chunks are waiting: a few full embedding batches across small files,
+# yet often enough that progress (files count when they are in the store) moves steadily.
+_FLUSH_CHUNKS = 64
 
 
 class IngestProgress(Protocol):
