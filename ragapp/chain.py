@@ -7,6 +7,7 @@ reaches the LLM, so the model cannot invent an answer from nothing.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -19,12 +20,38 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import Runnable, RunnableBranch, RunnableLambda, RunnablePassthrough
 
+from ragapp.errors import ContextOverflowError
 from ragapp.llms import LoadedLLM
 from ragapp.prompts import ANSWER_PROMPT, REFUSAL, format_context
 from ragapp.retriever import to_source
 from ragapp.types import Answer, Source, Timings
 
+log = logging.getLogger(__name__)
 _REFUSAL_RE = re.compile(r"couldn'?t find this in your documents|i (do not|don'?t) know", re.I)
+
+
+def fit_context(loaded: LoadedLLM, x: dict[str, Any]) -> dict[str, Any]:
+    """Keep the best-ranked sources whose prompt fits n_ctx - max_tokens, counted with the
+    model's own tokenizer, so the backend never truncates silently."""
+    fmt, sources = loaded.prompt_format, list(x["sources"])
+    budget = loaded.n_ctx - loaded.max_tokens
+    while True:
+        context = format_context(sources)
+        needed = loaded.count_tokens(fmt.render(ANSWER_PROMPT.invoke({**x, "context": context})))
+        if needed <= budget or len(sources) <= 1:
+            break
+        sources.pop()
+    if needed > budget:
+        raise ContextOverflowError(
+            f"the prompt needs {needed} tokens but n_ctx {loaded.n_ctx} - max_tokens "
+            f"{loaded.max_tokens} leaves {budget}: raise RAGAPP_N_CTX or lower chunk_size"
+        )
+    if len(sources) < len(x["sources"]):
+        log.debug(
+            "context budget: kept %d of %d chunks (%d tokens of %d)",
+            len(sources), len(x["sources"]), needed, budget,
+        )  # fmt: skip
+    return {**x, "sources": sources, "context": context}
 
 
 def build_chain(retriever: BaseRetriever, loaded: LoadedLLM) -> Runnable[dict[str, Any], Any]:
@@ -48,7 +75,7 @@ def build_chain(retriever: BaseRetriever, loaded: LoadedLLM) -> Runnable[dict[st
 
     return (
         RunnablePassthrough.assign(sources=itemgetter("question") | retriever | to_sources)
-        | RunnablePassthrough.assign(context=lambda x: format_context(x["sources"]))
+        | RunnableLambda(lambda x: fit_context(loaded, x), name="fit_context")
         | RunnablePassthrough.assign(answer=answer).pick(["sources", "answer"])
     )
 

@@ -6,7 +6,8 @@ RagappError
 ├── EmbeddingMismatchError the collection was built with another embedding model
 ├── StoreError             the vector store cannot be opened or written
 ├── EmptyCollectionError   a question asked of a collection with nothing in it
-└── BackendError           an LLM backend that is missing or unreachable
+├── BackendError           an LLM backend that is missing or unreachable
+└── ContextOverflowError   the question and one passage do not fit the model's context
 """
 
 
@@ -35,4 +36,8 @@ class EmptyCollectionError(RagappError):
 
 
 class BackendError(RagappError):
+    pass
+
+
+class ContextOverflowError(RagappError):
     pass

@@ -25,6 +25,15 @@ class LoadedLLM:
     prompt_format: PromptFormat
     label: str
     metadata: dict[str, Any]
+    n_ctx: int = 4096
+    max_tokens: int = 256
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens in ``text`` by the model's own tokenizer (4 chars a token without one)."""
+        client = getattr(self.llm, "client", None)
+        if client is None:
+            return len(text) // 4 + 1
+        return len(client.tokenize(text.encode("utf-8"), add_bos=True, special=True))
 
 
 def gguf_path(settings: Settings) -> Path:
@@ -76,6 +85,8 @@ def load_llamacpp(settings: Settings) -> LoadedLLM:
         prompt_format=choose_format(settings.prompt_format, metadata),
         label=llm_label(settings),
         metadata=metadata,
+        n_ctx=settings.n_ctx,
+        max_tokens=settings.max_tokens,
     )
 
 

@@ -71,3 +71,33 @@ def test_history_keeps_last_turns() -> None:
     msgs = history_messages([("q1", "a1"), ("q2", "a2"), ("q3", "a3")], turns=2)
     assert [m.content for m in msgs] == ["q2", "a2", "q3", "a3"]
     assert history_messages([("q1", "a1")], turns=0) == []
+
+
+def _docs(n: int, size: int) -> list[Document]:
+    return [
+        Document(
+            f"passage {i} " + "x" * size, metadata={"source": f"/d/{i}.md", "score": 1 - i / 10}
+        )
+        for i in range(n)
+    ]
+
+
+def test_lowest_ranked_chunks_are_dropped_to_fit_the_context() -> None:
+    loaded = LoadedLLM(
+        FakeListLLM(responses=["ok"]), FORMATS["chatml"], "fake", {}, n_ctx=700, max_tokens=100
+    )
+    answer = run_answer(build_chain(ListRetriever(docs=_docs(4, 800)), loaded), "q?")
+    # ~200 fallback tokens a passage: 2 fit in 600 with the instructions, the best two
+    assert [s.source for s in answer.sources] == ["/d/0.md", "/d/1.md"]
+
+
+def test_a_prompt_that_cannot_fit_is_a_clear_error() -> None:
+    import pytest
+
+    from ragapp.errors import ContextOverflowError
+
+    loaded = LoadedLLM(
+        FakeListLLM(responses=["ok"]), FORMATS["chatml"], "fake", {}, n_ctx=300, max_tokens=100
+    )
+    with pytest.raises(ContextOverflowError, match="raise RAGAPP_N_CTX"):
+        run_answer(build_chain(ListRetriever(docs=_docs(2, 2000)), loaded), "q?")

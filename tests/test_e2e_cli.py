@@ -250,3 +250,16 @@ def test_reset(tmp_path: Path) -> None:
     assert run_cli("--collection", "scratch", "ingest", str(docs)).code == 0
     assert run_cli("--collection", "scratch", "reset", "--yes").code == 0
     assert run_cli("--collection", "scratch", "status", "--json").json()["chunks"] == 0
+
+
+def test_context_budget_uses_the_models_tokenizer(corpus: Corpus) -> None:
+    small = {"RAGAPP_N_CTX": "1024", "RAGAPP_MAX_TOKENS": "400", "RAGAPP_MIN_SCORE": "-1"}
+    res = corpus.cli(
+        "--debug", "ask", "What was the total income for 2025?", "-k", "8", "--json", env=small
+    )
+    assert res.code == 0, res.stderr[-2000:]
+    assert "context budget: kept" in res.stderr
+    assert 1 <= len(res.json()["sources"]) < 8
+    tiny = {"RAGAPP_N_CTX": "512", "RAGAPP_MAX_TOKENS": "500"}
+    res = corpus.cli("ask", "What was the total income for 2025?", env=tiny)
+    assert res.code == 1 and "raise RAGAPP_N_CTX" in res.stderr and "Traceback" not in res.stderr
