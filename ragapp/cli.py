@@ -1,198 +1,46 @@
 """The `ragapp` command line: thin verbs over RagApp and the ingest pipeline.
 
 JSON goes to stdout only with --json; people get Rich output; errors are one line on stderr.
+Ingest verbs live in cli_ingest.py; shared plumbing in cli_common.py.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-import ragapp  # noqa: F401  (offline env vars first)
+import click
+import typer
+from rich.table import Table
+from rich.text import Text
 
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-
-import click  # noqa: E402
-import typer  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.progress import (  # noqa: E402
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
+from ragapp import cli_ingest  # noqa: F401  (registers ingest, sources, remove)
+from ragapp.app import RagApp
+from ragapp.cli_common import (
+    EXIT_ERROR,
+    EXIT_USAGE,
+    JsonOpt,
+    _app,
+    _print_json,
+    _settings,
+    cli,
+    err,
+    out,
 )
-from rich.table import Table  # noqa: E402
-from rich.text import Text  # noqa: E402
+from ragapp.errors import RagappError
+from ragapp.settings import LLMBackend
+from ragapp.types import Source
 
-from ragapp.app import RagApp  # noqa: E402
-from ragapp.errors import RagappError  # noqa: E402
-from ragapp.settings import LLMBackend, Settings, load_settings  # noqa: E402
-from ragapp.types import Source  # noqa: E402
-
-EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 1, 2, 3
-
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
-
-cli = typer.Typer(
-    name="ragapp",
-    help="Private, fully local question answering over your own documents.\n\n"
-    "Example:  ragapp ingest ~/Documents/notes && ragapp ask 'When is the board meeting?'",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
-)
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON to stdout (for scripts).")]
 KOpt = Annotated[
     int | None,
     typer.Option(
         "-k", "--top-k", min=1, max=100, help="Chunks to retrieve [default: top_k setting]."
     ),
 ]
-
-
-@cli.callback()
-def _global(
-    ctx: typer.Context,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option("--data-dir", help="Where the store and logs live [env: RAGAPP_DATA_DIR]."),
-    ] = None,
-    collection: Annotated[
-        str | None, typer.Option("--collection", help="Collection to use [env: RAGAPP_COLLECTION].")
-    ] = None,
-    config: Annotated[
-        Path | None, typer.Option("--config", help="Settings file (TOML) [env: RAGAPP_CONFIG].")
-    ] = None,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
-) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("chromadb", "sentence_transformers", "httpx", "unstructured", "pdfminer"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.ERROR)
-    ctx.obj = {"config": config, "overrides": {"data_dir": data_dir, "collection": collection}}
-
-
-def _settings(ctx: typer.Context, **overrides: Any) -> Settings:
-    obj = ctx.find_root().obj
-    return load_settings(obj["config"], **obj["overrides"], **overrides)
-
-
-def _app(ctx: typer.Context, **overrides: Any) -> RagApp:
-    return RagApp(_settings(ctx, **overrides))
-
-
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
-    sys.stdout.flush()
-
-
-# --- ingest -----------------------------------------------------------------------------------------
-
-
-class _RateColumn(ProgressColumn):
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:.1f} files/s" if speed else "- files/s", style="progress.data.speed")
-
-
-class _RichIngestProgress:
-    """Files done / total, files per second, chunks written, ETA."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-        self.task: Any = None
-        self.chunks = 0
-
-    def start(self, total_files: int) -> None:
-        self.task = self.progress.add_task("Ingesting", total=total_files, chunks=0)
-
-    def file_done(self, path: str, status: str, chunks: int) -> None:
-        self.chunks += chunks
-        self.progress.update(self.task, advance=1, chunks=self.chunks)
-        if status == "failed":
-            self.progress.console.print(f"[yellow]failed[/]  {path}")
-
-
-@cli.command()
-def ingest(
-    ctx: typer.Context,
-    paths: Annotated[list[Path], typer.Argument(help="Files and folders to ingest.")],
-    json_out: JsonOpt = False,
-    keep_deleted: Annotated[
-        bool, typer.Option("--keep-deleted", help="Keep chunks of files deleted from the folders.")
-    ] = False,
-) -> None:
-    """Make the collection mirror the given files and folders (md, txt, rst, html, pdf, docx).
-
-    Unchanged files are skipped, changed ones replaced, deleted ones removed. Exit code 3
-    when some files failed (they are listed) and the rest were ingested.
-
-    Example:  ragapp ingest sample_docs/
-    """
-    from ingest.pipeline import ingest_paths
-
-    app = _app(ctx)
-    with Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        _RateColumn(),
-        TextColumn("{task.fields[chunks]} chunks"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=err,
-        transient=json_out,
-        disable=json_out or not err.is_terminal,
-    ) as progress:
-        if not json_out:
-            err.print(f"Loading embedding model {app.embedding_spec.name}…")
-        store = app.store
-        report = ingest_paths(
-            paths, store, app.settings, _RichIngestProgress(progress), keep_deleted
-        )
-
-    if json_out:
-        _print_json(report.to_json())
-    else:
-        summary = (
-            f"{report.added} added, {report.updated} updated, {report.removed} removed, "
-            f"{report.unchanged} unchanged, {len(report.failed)} failed — "
-            f"{report.chunks} chunks written in {report.seconds:.1f}s "
-            f"(collection {app.settings.collection!r}: {store.count()} chunks)"
-        )
-        out.print(summary)
-        _print_problems("Failed", report.failed, "red")
-        _print_problems("Skipped", report.skipped, "dim")
-    if report.failed:
-        raise typer.Exit(EXIT_PARTIAL)
-
-
-def _print_problems(title: str, rows: list[tuple[str, str]], style: str) -> None:
-    if not rows:
-        return
-    table = Table(title=f"{title} ({len(rows)})", title_justify="left", style=style)
-    table.add_column("file")
-    table.add_column("reason")
-    for path, reason in rows:
-        table.add_row(path, reason)
-    err.print(table)
 
 
 # --- retrieve ----------------------------------------------------------------------------------------
@@ -356,11 +204,12 @@ def status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 
     Example:  ragapp status --json
     """
+    from ragapp.cli_ingest import open_ledger
+
     app = _app(ctx)
     store = app.store
-    files = store.files()
     data = {
-        "documents": len(files),
+        "documents": len(open_ledger(app.settings).entries()),
         "chunks": store.count(),
         "embedding_model": app.embedding_spec.name,
         "llm": app.llm_label,
@@ -388,8 +237,11 @@ def reset(
     settings = _settings(ctx)
     if not yes and not typer.confirm(f"Delete collection {settings.collection!r}?", err=True):
         raise typer.Exit(EXIT_ERROR)
+    from ragapp.cli_ingest import open_ledger
+
     app = RagApp(settings)
     dropped = app.store.drop()
+    open_ledger(settings).clear()
     err.print(f"collection {settings.collection!r} " + ("deleted" if dropped else "did not exist"))
 
 

@@ -64,6 +64,11 @@ class Settings(BaseSettings):
         ge=0,
         description="Characters repeated between consecutive chunks of one section.",
     )
+    ingest_workers: int = Field(
+        default=0,
+        ge=0,
+        description="Processes parsing files while the main process embeds (0: CPUs - 1, at least 1).",
+    )
     max_file_mb: float = Field(
         default=100.0, gt=0, description="Files larger than this (MiB) are skipped with a reason."
     )
@@ -133,6 +138,10 @@ class Settings(BaseSettings):
     @property
     def store_path(self) -> Path:
         return self.data_dir / "chroma"
+
+    @property
+    def resolved_ingest_workers(self) -> int:
+        return self.ingest_workers or max(1, (os.cpu_count() or 2) - 1)
 
     @property
     def llm_label(self) -> str:

@@ -1,15 +1,14 @@
 """The vector store seam: Chroma, embedded in the data dir or (RAGAPP_CHROMA_URL) a server.
 
 The collection records which embedding model built it, and refuses to be read or written
-with another one. Writes are per file: a file's new chunks land before its stale ones are
-removed, and every chunk carries its file's hash and chunk count, so an interrupted write
-is detected and redone on the next ingest.
+with another one. Writes are per file and idempotent: a file's new chunks are upserted
+(deterministic ids) before its stale ones are removed, so redoing an interrupted write
+converges on the same contents. Which files are complete is the ingest ledger's business.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 from urllib.parse import urlparse
@@ -24,20 +23,6 @@ from ragapp.types import Chunk
 # Bump when chunk boundaries or ids change: old collections then need a re-ingest.
 CHUNKER_VERSION = "1"
 _WRITE_BATCH = 1000
-
-
-@dataclass(frozen=True)
-class FileRecord:
-    """What the store holds for one ingested file."""
-
-    source: str
-    file_hash: str
-    chunks: int
-    expected_chunks: int
-
-    @property
-    def complete(self) -> bool:
-        return self.file_hash != "" and self.chunks == self.expected_chunks
 
 
 def make_client(settings: Settings) -> Any:
@@ -138,28 +123,29 @@ class ChunkStore:
     def count(self) -> int:
         return int(self.collection.count()) if self.exists() else 0
 
-    def files(self) -> dict[str, FileRecord]:
-        """Every ingested file with its hash and chunk counts (an incomplete write shows)."""
-        if not self.exists():
-            return {}
-        got = self.collection.get(include=["metadatas"])
-        seen: dict[str, dict[str, Any]] = {}
-        for meta in got["metadatas"] or []:
-            rec = seen.setdefault(
-                meta["source"],
-                {"hashes": set(), "chunks": 0, "expected": meta.get("file_chunks", -1)},
+    def file_chunks(self, source: str) -> tuple[list[Chunk], list[list[float]]]:
+        """A file's chunks and their vectors, in file order (to copy them to a new path)."""
+        got = self.collection.get(
+            where={"source": source}, include=["documents", "metadatas", "embeddings"]
+        )
+        rows = sorted(
+            zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"], strict=True),
+            key=lambda row: row[2].get("index", 0),
+        )
+        chunks = [
+            Chunk(
+                id=cid,
+                text=text,
+                source=source,
+                page=meta.get("page"),
+                section=meta.get("section"),
+                file_hash=meta.get("file_hash", ""),
+                file_type=meta.get("file_type", ""),
+                index=meta.get("index", 0),
             )
-            rec["hashes"].add(meta.get("file_hash", ""))
-            rec["chunks"] += 1
-        return {
-            src: FileRecord(
-                src,
-                next(iter(r["hashes"])) if len(r["hashes"]) == 1 else "",
-                r["chunks"],
-                int(r["expected"]),
-            )
-            for src, r in seen.items()
-        }
+            for cid, text, meta, _ in rows
+        ]
+        return chunks, [list(map(float, vec)) for *_, vec in rows]
 
     # --- writing ----------------------------------------------------------------------------------
     def write_file(
@@ -169,7 +155,7 @@ class ChunkStore:
         if len(chunks) != len(vectors):
             raise StoreError(f"internal error: {len(chunks)} chunks but {len(vectors)} vectors")
         ids = [c.id for c in chunks]
-        metas = [{**c.metadata(), "file_chunks": len(chunks)} for c in chunks]
+        metas = [c.metadata() for c in chunks]
         for i in range(0, len(chunks), _WRITE_BATCH):
             sl = slice(i, i + _WRITE_BATCH)
             self.collection.upsert(

@@ -17,12 +17,14 @@ class Chunk:
     section: str | None = None
     file_hash: str = ""
     file_type: str = ""
+    index: int = 0  # position in its file
 
     def metadata(self) -> dict[str, Any]:
         meta: dict[str, Any] = {
             "source": self.source,
             "file_hash": self.file_hash,
             "file_type": self.file_type,
+            "index": self.index,
         }
         # Chroma metadata values cannot be None: leave missing ones out.
         if self.page is not None:

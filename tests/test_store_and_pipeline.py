@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+from ingest.ledger import Ledger
 from ingest.pipeline import ingest_paths
 from ragapp.embeddings import EmbeddingSpec
 from ragapp.errors import EmbeddingMismatchError
@@ -32,7 +34,7 @@ def docs(tmp_path: Path) -> Path:
     (root / "sub").mkdir(parents=True)
     (root / "a.md").write_text("# Fees\n\nThe yearly fee is forty-two pounds.\n")
     (root / "sub" / "b.txt").write_text("The board meets every first Tuesday.\n")
-    (root / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (root / "data.bin").write_bytes(b"\x00\x01binary")
     return root
 
 
@@ -41,7 +43,7 @@ def test_ingest_twice_adds_nothing_then_tracks_changes(docs: Path, clean_environ
     settings = load_settings()
     first = ingest_paths([docs], store, settings)
     assert (first.added, first.updated, first.removed, first.unchanged) == (2, 0, 0, 0)
-    assert first.failed == [] and [Path(p).name for p, _ in first.skipped] == ["image.png"]
+    assert first.failed == [] and [Path(p).name for p, _ in first.skipped] == ["data.bin"]
     count = store.count()
     assert count == first.chunks > 0
 
@@ -58,34 +60,71 @@ def test_ingest_twice_adds_nothing_then_tracks_changes(docs: Path, clean_environ
     assert "fifty" in texts and "forty-two" not in texts and "board" not in texts
 
 
+def ledger_paths(data_dir: Path) -> list[str]:
+    return sorted(Path(p).name for p in Ledger(data_dir / "ledger.sqlite", "default").entries())
+
+
 def test_keep_deleted(docs: Path, clean_environ: Path) -> None:
     store = make_store(clean_environ)
     ingest_paths([docs], store, load_settings())
     (docs / "a.md").unlink()
     report = ingest_paths([docs], store, load_settings(), keep_deleted=True)
-    assert report.removed == 0 and len(store.files()) == 2
+    assert report.removed == 0 and ledger_paths(clean_environ) == ["a.md", "b.txt"]
 
 
-def test_interrupted_write_is_detected_and_redone(docs: Path, clean_environ: Path) -> None:
+def test_moved_file_reuses_its_vectors(docs: Path, clean_environ: Path) -> None:
     store = make_store(clean_environ)
     ingest_paths([docs], store, load_settings())
-    source = str((docs / "a.md").resolve())
-    ids = store.collection.get(where={"source": source})["ids"]
-    # simulate a crash half-way through a multi-chunk write: one chunk of two is missing
-    store.collection.update(
-        ids=ids,
-        metadatas=[
-            {
-                "source": source,
-                "file_hash": store.files()[source].file_hash,
-                "file_chunks": len(ids) + 1,
-            }
-        ]
-        * len(ids),
-    )
-    assert not store.files()[source].complete
+    before = store.collection.get(include=["embeddings", "documents"])
+    (docs / "sub" / "b.txt").rename(docs / "renamed.txt")
     report = ingest_paths([docs], store, load_settings())
-    assert report.updated == 1 and store.files()[source].complete
+    assert (report.added, report.removed, report.reused, report.unchanged) == (1, 1, 1, 1)
+    after = store.collection.get(include=["embeddings", "documents"])
+    assert sorted(after["documents"]) == sorted(before["documents"])
+    assert ledger_paths(clean_environ) == ["a.md", "renamed.txt"]
+    moved = store.collection.get(where={"source": str((docs / "renamed.txt").resolve())})
+    assert len(moved["ids"]) == 1
+
+
+def test_touched_file_is_not_reparsed(docs: Path, clean_environ: Path) -> None:
+    store = make_store(clean_environ)
+    ingest_paths([docs], store, load_settings())
+    os.utime(docs / "a.md", (1, 1))
+    assert ingest_paths([docs], store, load_settings()).unchanged == 2
+
+
+def test_dry_run_changes_nothing(docs: Path, clean_environ: Path) -> None:
+    store = make_store(clean_environ)
+    ingest_paths([docs], store, load_settings())
+    (docs / "a.md").write_text("# Fees\n\nNow fifty pounds.\n")
+    (docs / "sub" / "b.txt").unlink()
+    (docs / "new.md").write_text("Brand new.\n")
+    count = store.count()
+    report = ingest_paths([docs], store, load_settings(), dry_run=True)
+    names = sorted((s, Path(p).name) for s, p in report.changes)
+    assert names == [("added", "new.md"), ("removed", "b.txt"), ("updated", "a.md")]
+    assert (report.added, report.updated, report.removed) == (1, 1, 1)
+    assert store.count() == count and ledger_paths(clean_environ) == ["a.md", "b.txt"]
+
+
+def test_interrupted_writes_converge(docs: Path, clean_environ: Path) -> None:
+    """A crash after the store write but before the ledger row, or half-way through a
+    file's chunks: the next run redoes the file and ends with exactly a clean result."""
+    clean = make_store(clean_environ / "clean")
+    ingest_paths([docs], clean, load_settings(data_dir=clean_environ / "clean"))
+    expected = sorted(clean.collection.get()["ids"])
+
+    store = make_store(clean_environ)
+    ingest_paths([docs], store, load_settings())
+    ledger = Ledger(clean_environ / "ledger.sqlite", "default")
+    a_md = str((docs / "a.md").resolve())
+    ledger.forget(a_md)  # crash before the ledger row
+    store.collection.delete(
+        ids=store.collection.get(where={"source": a_md})["ids"][:1]
+    )  # mid-write
+    report = ingest_paths([docs], store, load_settings())
+    assert report.updated + report.added == 1
+    assert sorted(store.collection.get()["ids"]) == expected
 
 
 def test_failures_are_reported_and_the_rest_ingested(docs: Path, clean_environ: Path) -> None:
