@@ -34,23 +34,52 @@ def _need(tool: str, package: str) -> None:
 
 
 def _pdf(path: str) -> list[Any]:
+    from pypdf import PdfReader
     from unstructured.partition.pdf import partition_pdf
 
     # "fast" reads the text layer and keeps page numbers; no layout model (it needs a hub).
     elements = partition_pdf(filename=path, strategy="fast", languages=["eng"])
-    if _has_text(elements):
+    with_text = {e.metadata.page_number for e in elements if (e.text or "").strip()}
+    scanned = [p for p in range(1, len(PdfReader(path).pages) + 1) if p not in with_text]
+    if not scanned:
         return elements
-    # No text layer: a scanned document. OCR it page by page.
-    _need("tesseract", "tesseract-ocr")
+    # Pages without a text layer are scans: OCR just those, at their page numbers.
+    if shutil.which("tesseract") is None:
+        if with_text:
+            return elements  # the text pages are still worth having
+        _need("tesseract", "tesseract-ocr")
     _need("pdftoppm", "poppler-utils")
-    return partition_pdf(filename=path, strategy="ocr_only", languages=["eng"])
+    from pdf2image import convert_from_path
+
+    for page in scanned:
+        image = convert_from_path(path, dpi=200, first_page=page, last_page=page)[0]
+        elements += _ocr(image, page, path)
+    return sorted(elements, key=lambda e: e.metadata.page_number or 0)
+
+
+def _ocr(image: Any, page: int, source: str) -> list[Any]:
+    """OCR one page image (PIL) into elements carrying that page number."""
+    import tempfile
+
+    from unstructured.partition.image import partition_image
+
+    with tempfile.NamedTemporaryFile(suffix=".png") as tmp:
+        image.convert("RGB").save(tmp.name)
+        elements = partition_image(filename=tmp.name, strategy="ocr_only", languages=["eng"])
+    for element in elements:
+        element.metadata.page_number = page
+        element.metadata.filename = Path(source).name
+    return elements
 
 
 def _image(path: str) -> list[Any]:
-    from unstructured.partition.image import partition_image
+    """PNG/JPEG/TIFF through tesseract; each frame of a multi-page TIFF is its own page."""
+    from PIL import Image, ImageSequence
 
     _need("tesseract", "tesseract-ocr")
-    return partition_image(filename=path, strategy="ocr_only", languages=["eng"])
+    with Image.open(path) as img:
+        frames = [frame.copy() for frame in ImageSequence.Iterator(img)]
+    return [el for n, frame in enumerate(frames, 1) for el in _ocr(frame, n, path)]
 
 
 def _html(path: str) -> list[Any]:
@@ -221,7 +250,7 @@ def _reason(exc: Exception) -> str:
         or type(exc).__name__ == "PDFPasswordIncorrect"
     ):
         return "encrypted (password-protected)"
-    if isinstance(exc, UnicodeDecodeError):
+    if isinstance(exc, UnicodeDecodeError) or "file encoding" in text:
         return "cannot decode the text (not UTF-8 or a known encoding)"
     first = text.splitlines()[0] if text else type(exc).__name__
     return f"cannot parse: {first[:200]}"

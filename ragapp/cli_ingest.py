@@ -96,10 +96,11 @@ def ingest(
     Example:  ragapp ingest ~/Documents --watch
     """
     app = _app(ctx)
-    report = _sync(app, paths, json_out, keep_deleted, dry_run)
     if watch and not dry_run:
         _watch(app, paths, json_out, keep_deleted)
-    elif report.failed:
+        return
+    report = _sync(app, paths, json_out, keep_deleted, dry_run)
+    if report.failed:
         raise typer.Exit(EXIT_PARTIAL)
 
 
@@ -122,11 +123,10 @@ def _sync(app: Any, paths: list[Path], json_out: bool, keep_deleted: bool, dry_r
     if dry_run:
         for status, path in report.changes:
             out.print(f"would be {status:<8} {path}")
-    verb = "would be" if dry_run else ""
+    verb = "would be " if dry_run else ""
     out.print(
-        f"{report.added} {verb} added, {report.updated} {verb} updated, "
-        f"{report.removed} {verb} removed, {report.unchanged} unchanged, "
-        f"{len(report.failed)} failed".replace("  ", " ")
+        f"{report.added} {verb}added, {report.updated} {verb}updated, "
+        f"{report.removed} {verb}removed, {report.unchanged} unchanged, {len(report.failed)} failed"
         + ("" if dry_run else f" — {report.chunks} chunks written in {report.seconds:.1f}s")
         + (f" ({report.reused} reused existing vectors)" if report.reused else "")
     )
@@ -136,14 +136,28 @@ def _sync(app: Any, paths: list[Path], json_out: bool, keep_deleted: bool, dry_r
 
 
 def _watch(app: Any, paths: list[Path], json_out: bool, keep_deleted: bool) -> None:
-    """Re-sync after each burst of changes (debounced by watchfiles); Ctrl-C stops."""
+    """Sync, then again after each burst of changes (debounced); Ctrl-C stops. The watcher
+    is running before the first sync starts, so nothing changed during it is missed."""
     from watchfiles import watch
 
     folders = [p for p in paths if Path(p).exists()]
-    err.print(f"[dim]watching {len(folders)} path(s) for changes; Ctrl-C to stop[/]")
+    first = True
     try:
-        for _changes in watch(*folders, debounce=1500, step=200, raise_interrupt=False):
-            _sync(app, paths, json_out, keep_deleted, dry_run=False)
+        for changes in watch(
+            *folders,
+            debounce=1500,
+            step=200,
+            yield_on_timeout=True,
+            rust_timeout=500,
+            raise_interrupt=False,
+        ):
+            if changes or first:
+                _sync(app, paths, json_out, keep_deleted, dry_run=False)
+                if first:
+                    err.print(
+                        f"[dim]watching {len(folders)} path(s) for changes; Ctrl-C to stop[/]"
+                    )
+                first = False
     except KeyboardInterrupt:
         pass
 

@@ -3,7 +3,8 @@
 Each ``write_*`` function writes one file into a folder and returns its path. Every file
 states its own invented fact, found in no other file, so retrieval can be checked per
 format. ``SAMPLES`` lists (file name, question, answer substring, expected page) for each
-fact; the .eml has two (one in the body, one in its attachment).
+fact; the .eml has two (one in the body, one in its attachment). Images and scanned PDFs
+are rendered with Pillow and have no text layer, so only OCR can read them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ import subprocess
 from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
 
 
 class Sample(NamedTuple):
@@ -53,16 +57,20 @@ SAMPLES: list[Sample] = [
         "2,960 euros",
         None,
     ),
-    Sample(
-        "whiteboard.png",
-        "Who keeps the Marrowby lighthouse?",
-        "Odile Fenwick",
-        None,
-    ),
+    # an image is one page: unstructured reports page 1 for it
+    Sample("whiteboard.png", "Who keeps the Marrowby lighthouse?", "Odile Fenwick", 1),
+    Sample("receipt.jpg", "How many passengers does the Dunholm ferry carry?", "240 passengers", 1),
+    Sample("fax.tiff", "How many beds does the Kestrel ward have?", "nineteen beds", 2),
     Sample(
         "scanned-letter.pdf",
         "How long is the Cindervale footbridge?",
         "412 metres",
+        2,
+    ),
+    Sample(
+        "survey.pdf",
+        "How many buoys did the Tidewater survey count?",
+        "58 buoys",
         2,
     ),
     Sample(
@@ -277,7 +285,7 @@ def font_path() -> Path:
     raise FileNotFoundError("no TrueType font found for rendering sample images")
 
 
-def render_text(lines: list[str], size: tuple[int, int], font_px: int = 36):
+def render_text(lines: list[str], size: tuple[int, int], font_px: int = 36) -> Image:
     """A white image with black text lines, as a scanner would see a printed page."""
     from PIL import Image, ImageDraw, ImageFont
 
@@ -306,6 +314,26 @@ def write_png(folder: Path) -> Path:
     return path
 
 
+def write_jpg(folder: Path) -> Path:
+    """A JPEG photo of a printed notice (needs OCR)."""
+    img = render_text(
+        ["Dunholm ferry notice", "The Dunholm ferry carries", "240 passengers per crossing."],
+        (1000, 360),
+    )
+    path = folder / "receipt.jpg"
+    img.save(path, quality=90)
+    return path
+
+
+def write_tiff(folder: Path) -> Path:
+    """A two-page TIFF, as a fax or document scanner writes; the fact is on page 2."""
+    page1 = render_text(["Kestrel ward rota", "Nurses rotate weekly."], (1000, 360))
+    page2 = render_text(["Ward capacity", "The Kestrel ward has", "nineteen beds."], (1000, 360))
+    path = folder / "fax.tiff"
+    page1.save(path, save_all=True, append_images=[page2], compression="tiff_deflate")
+    return path
+
+
 def write_scanned_pdf(folder: Path) -> Path:
     """A two-page PDF of page images only (no text layer); the fact is on page 2."""
     size = (1240, 1754)  # A4 at 150 dpi
@@ -331,6 +359,29 @@ def write_scanned_pdf(folder: Path) -> Path:
     )
     path = folder / "scanned-letter.pdf"
     page1.save(path, "PDF", resolution=150, save_all=True, append_images=[page2])
+    return path
+
+
+def write_mixed_pdf(folder: Path) -> Path:
+    """A PDF whose page 1 has a text layer and whose page 2 is only a scanned image
+    (a typed report with a scanned appendix); the fact is on the scanned page."""
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.utils import ImageReader
+    from reportlab.pdfgen import canvas
+
+    path = folder / "survey.pdf"
+    pdf = canvas.Canvas(str(path), pagesize=A4)
+    pdf.setFont("Helvetica", 12)
+    pdf.drawString(72, 760, "Tidewater harbour survey")
+    pdf.drawString(72, 740, "The survey covered the outer channel and both breakwaters.")
+    pdf.showPage()
+    scan = render_text(
+        ["Appendix: buoy count", "", "The Tidewater survey counted", "58 buoys in the channel."],
+        (1240, 1754),
+    )
+    pdf.drawImage(ImageReader(scan), 0, 0, width=A4[0], height=A4[1])
+    pdf.showPage()
+    pdf.save()
     return path
 
 
@@ -402,7 +453,10 @@ WRITERS: list[Callable[[Path], Path]] = [
     write_epub,
     write_eml,
     write_png,
+    write_jpg,
+    write_tiff,
     write_scanned_pdf,
+    write_mixed_pdf,
     write_rst,
     write_docx,
     write_html,

@@ -34,9 +34,13 @@ def snapshot(data_dir: Path) -> list[tuple[str, str, str]]:
     import chromadb
     from chromadb.config import Settings
 
-    client = chromadb.PersistentClient(str(data_dir / "chroma"), Settings(anonymized_telemetry=False))
+    client = chromadb.PersistentClient(
+        str(data_dir / "chroma"), Settings(anonymized_telemetry=False)
+    )
     got = client.get_collection("default").get(include=["documents", "metadatas"])
-    rows = sorted(zip(got["ids"], (m["source"] for m in got["metadatas"]), got["documents"], strict=True))
+    rows = sorted(
+        zip(got["ids"], (m["source"] for m in got["metadatas"]), got["documents"], strict=True)
+    )
     assert len({r[0] for r in rows}) == len(rows)
     return rows
 

@@ -58,7 +58,9 @@ class Samples:
         self.paths = write_all(self.docs)
         self.blob = self.docs / "blob.bin"
         self.blob.write_bytes(random.Random(0).randbytes(4096))
-        self.ingest: Result = run_cli("--data-dir", str(self.data), "ingest", str(self.docs), "--json")
+        self.ingest: Result = run_cli(
+            "--data-dir", str(self.data), "ingest", str(self.docs), "--json"
+        )
         self.results: list[list[dict[str, Any]]] = []
         if self.ingest.code in (0, 3):  # 3: some files failed, the rest are searchable
             questions = [s.question for s in SAMPLES]
@@ -86,7 +88,10 @@ def test_unknown_binary_in_a_folder_is_skipped_with_a_reason(samples: Samples) -
     assert "unsupported" in skipped["blob.bin"] and ".bin" in skipped["blob.bin"]
 
 
-@pytest.mark.parametrize("sample", SAMPLES, ids=[f"{s.name}:{s.answer}" for s in SAMPLES])
+SAMPLE_PARAMS = [pytest.param(s, id=f"{s.name}:{s.answer}") for s in SAMPLES]
+
+
+@pytest.mark.parametrize("sample", SAMPLE_PARAMS)
 def test_each_fact_is_found_in_its_file_and_page(samples: Samples, sample: Sample) -> None:
     assert samples.results, f"ingest failed:\n{samples.ingest.stdout}\n{samples.ingest.stderr}"
     failed = {Path(f["path"]).name: f["reason"] for f in samples.ingest.json()["failed"]}
@@ -173,9 +178,7 @@ def test_same_answer_from_html_pdf_and_text(real_docs: RealDocs, index: int) -> 
     results = real_docs.results[index]
     needles = [norm(n) for n in qrel["needles"]]
     relevant = {
-        Path(r["source"]).name
-        for r in results
-        if any(n in norm(r["text"]) for n in needles)
+        Path(r["source"]).name for r in results if any(n in norm(r["text"]) for n in needles)
     }
     expected = {qrel["source"], *real_docs.versions}
     assert relevant >= expected, f"missing {expected - relevant}:\n{describe(results)}"

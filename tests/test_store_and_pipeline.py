@@ -127,16 +127,43 @@ def test_interrupted_writes_converge(docs: Path, clean_environ: Path) -> None:
     assert sorted(store.collection.get()["ids"]) == expected
 
 
-def test_failures_are_reported_and_the_rest_ingested(docs: Path, clean_environ: Path) -> None:
+def test_failures_are_reported_logged_and_the_rest_ingested(
+    docs: Path, clean_environ: Path
+) -> None:
+    from pypdf import PdfReader, PdfWriter
+
+    from tests.conftest import SAMPLE_DOCS
+
+    pdf = PdfWriter()
+    for page in PdfReader(SAMPLE_DOCS / "annual-report-2025.pdf").pages:
+        pdf.add_page(page)
+    pdf.encrypt("secret")
+    pdf.write(docs / "locked.pdf")
     (docs / "empty.txt").write_text("")
-    (docs / "broken.pdf").write_bytes(b"%PDF-1.4 this is not really a pdf")
+    (docs / "garbage.txt").write_bytes(bytes(range(256)) * 20)
+    (docs / "truncated.pdf").write_bytes(
+        (SAMPLE_DOCS / "annual-report-2025.pdf").read_bytes()[:3000]
+    )
+    (docs / "huge.md").write_text("word " * 300_000)
+    os.symlink(docs, docs / "sub" / "loop")
     store = make_store(clean_environ)
-    report = ingest_paths([docs, docs / "missing.md"], store, load_settings())
+    settings = load_settings(max_file_mb=1)
+    report = ingest_paths([docs, docs / "missing.md"], store, settings)
     reasons = {Path(p).name: r for p, r in report.failed}
-    assert set(reasons) == {"empty.txt", "broken.pdf", "missing.md"}
-    assert reasons["empty.txt"] == "empty file"
-    assert reasons["broken.pdf"].startswith(("cannot parse", "no text found"))
+    assert reasons == {
+        "locked.pdf": "encrypted (password-protected)",
+        "empty.txt": "empty file",
+        "garbage.txt": "cannot decode the text (not UTF-8 or a known encoding)",
+        "truncated.pdf": reasons["truncated.pdf"],
+        "huge.md": "larger than the 1 MiB limit",
+        "missing.md": "no such file or directory",
+    }
+    assert reasons["truncated.pdf"].startswith(("cannot parse", "no text found"))
     assert report.added == 2
+    log = (clean_environ / "logs" / "ingest.log").read_text().splitlines()
+    assert sorted(
+        line.split("\t")[2].rsplit("/", 1)[-1] for line in log if "\tfailed\t" in line
+    ) == sorted(reasons)
 
 
 def test_write_file_replaces_exactly(clean_environ: Path) -> None:

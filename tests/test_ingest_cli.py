@@ -1,0 +1,90 @@
+"""The ingest verbs through the real CLI: --dry-run, sources, remove, --watch."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import RAGAPP, SAMPLE_DOCS, run_cli
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def docs(tmp_path: Path) -> Path:
+    root = tmp_path / "docs"
+    root.mkdir()
+    for name in ("faq.txt", "handbook.md", "history.html"):
+        shutil.copy(SAMPLE_DOCS / name, root / name)
+    return root
+
+
+def test_dry_run_sources_and_remove(docs: Path) -> None:
+    plan = run_cli("ingest", str(docs), "--dry-run", "--json").json()
+    assert (plan["added"], plan["dry_run"]) == (3, True)
+    assert sorted(Path(c["path"]).name for c in plan["changes"]) == [
+        "faq.txt",
+        "handbook.md",
+        "history.html",
+    ]
+    assert run_cli("status", "--json").json()["chunks"] == 0
+
+    assert run_cli("ingest", str(docs)).code == 0
+    listed = run_cli("sources", "--json").json()["sources"]
+    assert sorted(Path(s["path"]).name for s in listed) == [
+        "faq.txt",
+        "handbook.md",
+        "history.html",
+    ]
+    assert all(s["chunks"] > 0 and s["ingested_at"].endswith("+00:00") for s in listed)
+    total = run_cli("status", "--json").json()["chunks"]
+    assert total == sum(s["chunks"] for s in listed)
+
+    gone = run_cli("remove", str(docs / "faq.txt"), "--json").json()
+    assert [Path(p).name for p in gone["removed"]] == ["faq.txt"]
+    assert run_cli("status", "--json").json()["chunks"] == total - gone["chunks"]
+    res = run_cli("remove", str(docs / "faq.txt"))
+    assert res.code == 1 and "nothing ingested under" in res.stderr
+
+
+def _next_report(proc: subprocess.Popen[str], timeout: float = 90) -> dict:
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
+        line = proc.stdout.readline() if ready else ""
+        if line.strip():
+            return json.loads(line)
+        if proc.poll() is not None:
+            raise AssertionError(f"watch exited with {proc.returncode}")
+    raise AssertionError("no sync report within the timeout")
+
+
+def test_watch_syncs_changes(docs: Path) -> None:
+    proc = subprocess.Popen(
+        [*RAGAPP, "ingest", str(docs), "--watch", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert _next_report(proc)["added"] == 3
+        (docs / "note.md").write_text("# Note\n\nThe spare key is under the blue pot.\n")
+        report = _next_report(proc)
+        assert (report["added"], report["unchanged"]) == (1, 3)
+        (docs / "faq.txt").unlink()
+        assert _next_report(proc)["removed"] == 1
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=30)
+    hits = run_cli("retrieve", "where is the spare key", "--json").json()["results"]
+    assert Path(hits[0]["source"]).name == "note.md"
