@@ -244,11 +244,7 @@ def _has_text(elements: list[Any]) -> bool:
 
 def _reason(exc: Exception) -> str:
     text = str(exc).strip()
-    if (
-        "password" in text.lower()
-        or "encrypt" in text.lower()
-        or type(exc).__name__ == "PDFPasswordIncorrect"
-    ):
+    if any(word in text.lower() for word in ("password", "encrypt", "decrypt")):
         return "encrypted (password-protected)"
     if isinstance(exc, UnicodeDecodeError) or "file encoding" in text:
         return "cannot decode the text (not UTF-8 or a known encoding)"

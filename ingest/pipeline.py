@@ -20,7 +20,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -249,38 +249,42 @@ class _Sync:
 def _parse_all(
     sync: _Sync, jobs: list[_Job], workers: int, parse: Callable[..., list[Chunk] | str]
 ) -> None:
-    """Parse jobs (in worker processes when worth it) and feed results to the writer."""
+    """Parse jobs in worker processes (in-process when too few to be worth it) and feed
+    the results to the writer. Whenever no parse result is ready, the main process embeds
+    what it has, so parsing and embedding overlap instead of waiting on each other."""
     args = (sync.settings.chunk_size, sync.settings.chunk_overlap)
     if workers < 1 or len(jobs) < _MIN_FILES_FOR_WORKERS:
         for job in jobs:
             sync.add_parsed(job, parse(job.source, job.sha256, *args))
         return
+    window = workers * 8  # files in flight: bounds memory, keeps workers busy
+    todo = deque(jobs)
+    inflight: dict[Future[list[Chunk] | str], _Job] = {}
     ctx = multiprocessing.get_context("forkserver")
-    queue: deque[tuple[_Job, Future[list[Chunk] | str]]] = deque()
-    todo = iter(jobs)
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
-        # Keep a few files per worker in flight: workers parse while we embed.
-        for job in todo:
-            queue.append((job, pool.submit(parse, job.source, job.sha256, *args)))
-            if len(queue) >= workers * 4:
-                break
-        while queue:
-            job, future = queue.popleft()
-            try:
-                result = future.result()
-            except BrokenProcessPool:
-                result = "the parser crashed on this file"
-            except Exception as exc:  # noqa: BLE001  (a parser bug must not stop the run)
-                result = f"cannot parse: {type(exc).__name__}: {exc}"
-            next_job = next(todo, None)
-            if next_job is not None:
+        while todo or inflight:
+            while todo and len(inflight) < window:
+                job = todo.popleft()
                 try:
-                    queue.append(
-                        (next_job, pool.submit(parse, next_job.source, next_job.sha256, *args))
-                    )
+                    inflight[pool.submit(parse, job.source, job.sha256, *args)] = job
                 except BrokenProcessPool:
-                    sync.add_parsed(next_job, parse(next_job.source, next_job.sha256, *args))
-            sync.add_parsed(job, result)
+                    sync.add_parsed(job, parse(job.source, job.sha256, *args))
+            ready = [f for f in inflight if f.done()]
+            if not ready:
+                if sync.pending:
+                    sync.flush()  # embed while the parsers work
+                else:
+                    wait(inflight, return_when=FIRST_COMPLETED)
+                continue
+            for future in ready:
+                job = inflight.pop(future)
+                try:
+                    result = future.result()
+                except BrokenProcessPool:
+                    result = "the parser crashed on this file"
+                except Exception as exc:  # noqa: BLE001  (a parser bug must not stop the run)
+                    result = f"cannot parse: {type(exc).__name__}: {exc}"
+                sync.add_parsed(job, result)
 
 
 def ingest_paths(

@@ -1,0 +1,241 @@
+"""Ingest figures: throughput against the plain LangChain pipeline and against pure
+embedding of the same chunks, re-ingest cost, and memory on a synthetic 2,000-file corpus.
+
+    .venv/bin/python bench/ingest.py [--synthetic 2000] [--json]
+
+Each measurement runs in a fresh process (models loaded before the clock starts), so its
+peak RSS is its own; the plain pipeline runs in the same invocation, so the ratio holds on
+a noisy machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from pipeline import peak_rss_mb, phase_plain_ingest  # noqa: E402
+
+EVAL = ROOT.parent / "shared" / "eval"
+
+
+def eval_corpus(dest: Path) -> Path:
+    """The supported files of ../shared/eval (HTML chapters, FAQ PDFs, FAQ text)."""
+    dest.mkdir(parents=True)
+    for path in sorted(EVAL.rglob("*")):
+        if path.suffix in (".html", ".pdf", ".txt"):
+            shutil.copy(path, dest / path.name)
+    return dest
+
+
+WORDS = [
+    *["harbour", "ledger", "solar", "panel", "meeting", "budget", "volunteer", "council", "report", "survey", "ferry", "depot"],
+    *["archive", "inverter", "battery", "tariff", "member", "share", "dividend", "audit", "roof", "cable", "permit", "grant"],
+]
+
+
+def synthetic_corpus(dest: Path, files: int, seed: int = 7) -> Path:
+    """Small Markdown notes with sections, 400-2,400 characters each."""
+    rng = random.Random(seed)
+    dest.mkdir(parents=True)
+    for i in range(files):
+        sections = []
+        for s in range(rng.randint(1, 3)):
+            words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(60, 130)))
+            sections.append(
+                f"## Section {s + 1}\n\nNote {i} records code {rng.randrange(10**6)}. {words}.\n"
+            )
+        sub = dest / f"folder{i % 40:02d}"
+        sub.mkdir(exist_ok=True)
+        (sub / f"note-{i:05d}.md").write_text(f"# Note {i}\n\n" + "\n".join(sections))
+    return dest
+
+
+def pages(folder: Path) -> int:
+    """PDF pages, and one page per other file."""
+    from pypdf import PdfReader
+
+    return sum(len(PdfReader(p).pages) if p.suffix == ".pdf" else 1 for p in folder.rglob("*.*"))
+
+
+# --- phases (each in its own process) ---------------------------------------------------------
+
+
+def _app(data_dir: str) -> Any:
+    import ragapp  # noqa: F401
+    from ragapp.app import RagApp
+    from ragapp.settings import load_settings
+
+    return RagApp(load_settings(data_dir=Path(data_dir)))
+
+
+def phase_ragapp(docs: Path, data_dir: str) -> dict[str, Any]:
+    from ingest.loaders import use_local_spacy
+    from ingest.pipeline import ingest_paths
+
+    app = _app(data_dir)
+    app.store.embeddings.embed_query("warm up")  # model loads are not ingest time
+    use_local_spacy()
+    started = time.perf_counter()
+    report = ingest_paths([docs], app.store, app.settings)
+    seconds = time.perf_counter() - started
+    assert not report.failed, report.failed
+    return {"seconds": seconds, "files": report.added, "chunks": report.chunks}
+
+
+def phase_pure_embed(_: Path, data_dir: str) -> dict[str, Any]:
+    """Embedding alone, of exactly the chunks ragapp stored."""
+    app = _app(data_dir)
+    texts = app.store.collection.get(include=["documents"])["documents"]
+    app.store.embeddings.embed_query("warm up")
+    started = time.perf_counter()
+    app.store.embeddings.embed_documents(texts)
+    return {"seconds": time.perf_counter() - started, "chunks": len(texts)}
+
+
+def phase_plain(docs: Path, data_dir: str) -> dict[str, Any]:
+    return phase_plain_ingest(docs, data_dir, [], 0)
+
+
+PHASES = {"ragapp": phase_ragapp, "pure_embed": phase_pure_embed, "plain": phase_plain}
+
+
+def run_phase(phase: str, docs: Path, data_dir: Path) -> dict[str, Any]:
+    cmd = [
+        sys.executable,
+        __file__,
+        "--phase",
+        phase,
+        "--docs",
+        str(docs),
+        "--data-dir",
+        str(data_dir),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"phase {phase} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def reingest(docs: Path, data_dir: Path) -> dict[str, Any]:
+    """The whole `ragapp ingest` command on an unchanged folder, as a user runs it."""
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ragapp",
+            "--data-dir",
+            str(data_dir),
+            "ingest",
+            str(docs),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    report = json.loads(proc.stdout)
+    assert report["chunks"] == 0, report
+    return {"command_seconds": time.perf_counter() - started, "sync_seconds": report["seconds"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--synthetic", type=int, default=2000, help="files in the synthetic corpus")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--phase", choices=PHASES, help=argparse.SUPPRESS)
+    parser.add_argument("--docs", help=argparse.SUPPRESS)
+    parser.add_argument("--data-dir", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase:
+        result = PHASES[args.phase](Path(args.docs), args.data_dir)
+        result["peak_rss_mb"] = round(peak_rss_mb(), 1)
+        print(json.dumps(result))
+        return
+
+    figures: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        docs = eval_corpus(tmp / "eval")
+        ours = run_phase("ragapp", docs, tmp / "ours")
+        plain = run_phase("plain", docs, tmp / "plain")
+        pure = run_phase("pure_embed", docs, tmp / "ours")
+        again = reingest(docs, tmp / "ours")
+        n_pages = pages(docs)
+        for r in (ours, plain):
+            r["files_per_s"] = r["files"] / r["seconds"]
+            r["pages_per_s"] = n_pages / r["seconds"]
+            r["chunks_per_s"] = r["chunks"] / r["seconds"]
+        figures["eval"] = {
+            "files": ours["files"],
+            "pages": n_pages,
+            "ragapp": ours,
+            "plain": plain,
+            "pure_embed": pure,
+            "speedup_vs_plain": plain["seconds"] / ours["seconds"],
+            "vs_pure_embedding": ours["seconds"] / pure["seconds"],
+            "reingest": again,
+            "reingest_share": again["command_seconds"] / ours["seconds"],
+        }
+        sizes = sorted({args.synthetic // 4, args.synthetic} - {0})
+        figures["synthetic"] = []
+        for n in sizes:
+            corpus = synthetic_corpus(tmp / f"synthetic{n}", n)
+            row = run_phase("ragapp", corpus, tmp / f"syn{n}")
+            row["reingest"] = reingest(corpus, tmp / f"syn{n}")
+            figures["synthetic"].append(row)
+            shutil.rmtree(corpus)
+    print(json.dumps(figures, indent=2) if args.json else table(figures))
+
+
+def table(f: dict[str, Any]) -> str:
+    e = f["eval"]
+    lines = [
+        f"# bench/ingest.py: ../shared/eval ({e['files']} files, {e['pages']} pages)\n",
+        "| pipeline | seconds | files/s | pages/s | chunks | chunks/s | peak RSS MB |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, key in (("ragapp", "ragapp"), ("plain LangChain", "plain")):
+        r = e[key]
+        lines.append(
+            f"| {name} | {r['seconds']:.1f} | {r['files_per_s']:.2f} | {r['pages_per_s']:.1f} | "
+            f"{r['chunks']} | {r['chunks_per_s']:.1f} | {r['peak_rss_mb']:.0f} |"
+        )
+    p = e["pure_embed"]
+    lines += [
+        f"| embedding only (ragapp's chunks) | {p['seconds']:.1f} | | | {p['chunks']} | "
+        f"{p['chunks'] / p['seconds']:.1f} | {p['peak_rss_mb']:.0f} |",
+        "",
+        f"- ragapp vs plain pipeline: **{e['speedup_vs_plain']:.2f}x** faster",
+        f"- ragapp ingest time / pure embedding time: **{e['vs_pure_embedding']:.2f}x**",
+        f"- re-ingest, unchanged: {e['reingest']['command_seconds']:.2f} s for the whole command "
+        f"({e['reingest']['sync_seconds']:.3f} s of sync) = **{100 * e['reingest_share']:.1f}%** "
+        "of the first ingest",
+        "",
+        "| synthetic corpus | seconds | files/s | chunks | chunks/s | peak RSS MB | re-ingest s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in f["synthetic"]:
+        lines.append(
+            f"| {r['files']} files | {r['seconds']:.1f} | {r['files'] / r['seconds']:.1f} | {r['chunks']} | "
+            f"{r['chunks'] / r['seconds']:.1f} | {r['peak_rss_mb']:.0f} | {r['reingest']['command_seconds']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
