@@ -32,24 +32,17 @@ def chunk_elements(
     chunk_size: int,
     chunk_overlap: int,
 ) -> list[Chunk]:
-    from itertools import groupby
-
     from unstructured.chunking.title import chunk_by_title
 
-    # One page at a time: a chunk then has one true page number, while small sections of
-    # a page are still combined into full chunks (chunk_by_title's combining ignores pages).
-    pieces = [
-        piece
-        for _page, on_page in groupby(elements, key=lambda e: e.metadata.page_number)
-        for piece in chunk_by_title(
-            list(on_page),
-            max_characters=chunk_size,
-            new_after_n_chars=int(chunk_size * 0.8),
-            combine_text_under_n_chars=chunk_size // 2,
-            overlap=min(chunk_overlap, chunk_size // 2),
-            include_orig_elements=True,
-        )
-    ]
+    pieces = chunk_by_title(
+        list(elements),
+        max_characters=chunk_size,
+        new_after_n_chars=int(chunk_size * 0.8),
+        combine_text_under_n_chars=0,  # combining would merge across pages
+        overlap=min(chunk_overlap, chunk_size // 2),
+        multipage_sections=False,  # a chunk on one page has one true page number
+        include_orig_elements=True,
+    )
     chunks: list[Chunk] = []
     seen: Counter[str] = Counter()
     index = 0

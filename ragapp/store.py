@@ -21,7 +21,7 @@ from ragapp.settings import Settings
 from ragapp.types import Chunk
 
 # Bump when chunk boundaries or ids change: old collections then need a re-ingest.
-CHUNKER_VERSION = "2"
+CHUNKER_VERSION = "1"
 _WRITE_BATCH = 1000
 
 
