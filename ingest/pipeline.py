@@ -195,6 +195,8 @@ class _Sync:
             self.done(source, "unchanged")
             return None
         twin = by_hash.get(sha)
+        if twin is not None and Path(twin).suffix.lower() != path.suffix.lower():
+            twin = None  # same bytes, other format: parsed differently
         return _Job(
             path,
             source,
