@@ -108,6 +108,29 @@ def parse_file(path: str, sha256: str, chunk_size: int, chunk_overlap: int) -> l
     return chunks or "no text found"
 
 
+def _release_free_memory() -> None:
+    """Hand freed heap back to the OS after each embedding batch. Batches of varying shapes
+    fragment glibc's heap; without this, RSS crept up with corpus size (1,000 files: +228
+    MB from a quarter of the run to its end, against +88 MB with it)."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _load_libc() -> Any:
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        return libc if libc is not None and hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+_LIBC = _load_libc()
+
+
 def _init_worker() -> None:
     # Workers share the cores with the embedder: keep each parser single-threaded, and as
     # quiet as the main process (pandoc's and pdfminer's warnings are not the user's news).
@@ -228,6 +251,7 @@ class _Sync:
             self.write(job, chunks, vectors[at : at + len(chunks)])
             at += len(chunks)
         self.pending.clear()
+        _release_free_memory()
 
     def write(self, job: _Job, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]) -> None:
         self.store.write_file(job.source, chunks, vectors)
