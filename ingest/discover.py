@@ -12,12 +12,14 @@ from pathlib import Path
 class Discovered:
     path: Path  # absolute, symlinks resolved
     root: Path  # the folder (or file) given by the user
+    error: str | None = None  # set for a folder that could not be listed
 
 
 def discover(paths: Iterable[Path]) -> Iterator[Discovered]:
     """Every regular file under ``paths``, recursively, in a stable order. Hidden files and
     folders (.git, .venv, ...) are left out when walking; a file named explicitly is not.
-    Symlinked folders are followed once (a loop ends at the first repeat)."""
+    Symlinked folders are followed once (a loop ends at the first repeat). A folder that
+    can't be listed is yielded with ``error`` set, so it is reported instead of vanishing."""
     seen: set[Path] = set()
     for given in paths:
         root = Path(given).expanduser().resolve()
@@ -27,7 +29,9 @@ def discover(paths: Iterable[Path]) -> Iterator[Discovered]:
                 yield Discovered(root, root)
             continue
         visited_dirs: set[Path] = set()
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        errors: list[OSError] = []
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=errors.append):
+            yield from _unlistable(errors, root)
             real = Path(dirpath).resolve()
             if real in visited_dirs:
                 dirnames[:] = []
@@ -41,6 +45,13 @@ def discover(paths: Iterable[Path]) -> Iterator[Discovered]:
                 if path not in seen and path.is_file():
                     seen.add(path)
                     yield Discovered(path, root)
+        yield from _unlistable(errors, root)
+
+
+def _unlistable(errors: list[OSError], root: Path) -> Iterator[Discovered]:
+    while errors:
+        err = errors.pop(0)
+        yield Discovered(Path(str(err.filename)), root, f"cannot read: {err.strerror or err}")
 
 
 def is_under(source: str, root: Path) -> bool:

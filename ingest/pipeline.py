@@ -187,6 +187,9 @@ class _Sync:
     ) -> _Job | None:
         """None when the file needs nothing (unchanged) or failed before parsing."""
         path, source = found.path, str(found.path)
+        if found.error:
+            self.fail(source, found.error)
+            return None
         try:
             if not is_supported(path):
                 raise UnsupportedFile(f"unsupported file type {path.suffix or '(no extension)'!r}")
@@ -338,10 +341,17 @@ def ingest_paths(
     jobs = [job for item in found if (job := sync.plan(item, entries, by_hash)) is not None]
     present = {str(f.path) for f in found}
     roots = [p.resolve() for p in paths if p.is_dir()]
+    unlistable = [f.path for f in found if f.error]  # what was in there is unknown, not gone
     gone = (
         []
         if keep_deleted
-        else [s for s in entries if s not in present and any(is_under(s, r) for r in roots)]
+        else [
+            s
+            for s in entries
+            if s not in present
+            and any(is_under(s, r) for r in roots)
+            and not any(is_under(s, u) for u in unlistable)
+        ]
     )
 
     if dry_run:

@@ -37,11 +37,16 @@ class RagApp:
     def store(self) -> ChunkStore:
         spec = self.embedding_spec
         return ChunkStore(
-            make_client(self.settings),
+            lambda: make_client(self.settings),
             self.settings.collection,
             spec,
             embedding_dimension(spec),
-            lambda: load_embeddings(spec, self.settings.embedding_batch_size),
+            lambda: load_embeddings(
+                spec,
+                self.settings.embedding_batch_size,
+                self.settings.embedding_runtime,
+                self.settings.cache_dir / "onnx",
+            ),
         )
 
     @cached_property

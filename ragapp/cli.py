@@ -1,7 +1,7 @@
 """The `ragapp` command line: thin verbs over RagApp and the ingest pipeline.
 
 JSON goes to stdout only with --json; people get Rich output; errors are one line on stderr.
-Ingest verbs live in cli_ingest.py; shared plumbing in cli_common.py.
+Ingest verbs live in cli_ingest.py, `eval` in cli_eval.py; shared plumbing in cli_common.py.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from ragapp import cli_ingest  # noqa: F401  (registers ingest, sources, remove)
+from ragapp import cli_eval, cli_ingest  # noqa: F401  (register eval; ingest, sources, remove)
 from ragapp.app import RagApp
 from ragapp.cli_common import (
     EXIT_ERROR,

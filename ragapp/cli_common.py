@@ -72,7 +72,7 @@ def _global(
 
 def _settings(ctx: typer.Context, **overrides: Any) -> Settings:
     obj = ctx.find_root().obj
-    return load_settings(obj["config"], **obj["overrides"], **overrides)
+    return load_settings(obj["config"], **{**obj["overrides"], **overrides})
 
 
 def _app(ctx: typer.Context, **overrides: Any) -> RagApp:

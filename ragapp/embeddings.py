@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +11,8 @@ from langchain_core.embeddings import Embeddings
 
 from ragapp.bundled import BUNDLED_EMBEDDING, embedding_model_dir
 from ragapp.errors import ModelNotFoundError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -34,8 +37,30 @@ def resolve_embedding_model(name: str) -> EmbeddingSpec:
     )
 
 
-def load_embeddings(spec: EmbeddingSpec, batch_size: int = 32) -> Embeddings:
-    """A LangChain Embeddings over sentence-transformers, normalised for cosine search."""
+def load_embeddings(
+    spec: EmbeddingSpec,
+    batch_size: int = 32,
+    runtime: str = "torch",
+    cache_dir: Path | None = None,
+) -> Embeddings:
+    """A LangChain Embeddings for the model, normalised for cosine search.
+
+    runtime "onnx" runs the same weights on onnxruntime (exported once into cache_dir and
+    verified); "auto" does that when it can and otherwise uses sentence-transformers on torch.
+    """
+    if runtime in ("onnx", "auto") and cache_dir is not None:
+        from ragapp.embeddings_onnx import OnnxEmbeddings, cached_onnx
+
+        try:
+            return OnnxEmbeddings(cached_onnx(spec, cache_dir), spec, batch_size)
+        except Exception as exc:  # noqa: BLE001 - any export problem means: use torch instead
+            if runtime == "onnx":
+                raise ModelNotFoundError(f"embedding runtime 'onnx' unavailable: {exc}") from exc
+            log.warning("embedding on torch (ONNX path unavailable: %s)", exc)
+    return _torch_embeddings(spec, batch_size)
+
+
+def _torch_embeddings(spec: EmbeddingSpec, batch_size: int) -> Embeddings:
     from langchain_huggingface import HuggingFaceEmbeddings
 
     return HuggingFaceEmbeddings(
@@ -51,5 +76,5 @@ def embedding_dimension(spec: EmbeddingSpec) -> int:
     try:
         return int(json.loads(pooling.read_text())["word_embedding_dimension"])
     except (OSError, KeyError, ValueError):
-        client = load_embeddings(spec)._client  # type: ignore[attr-defined]
+        client = _torch_embeddings(spec, 1)._client  # type: ignore[attr-defined]
         return int(client.get_embedding_dimension())

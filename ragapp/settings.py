@@ -40,6 +40,11 @@ class Settings(BaseSettings):
         default_factory=lambda: Path(platformdirs.user_data_dir("ragapp")),
         description="Directory holding the vector store, ledger and logs.",
     )
+    cache_dir: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_cache_dir("ragapp")),
+        description="Directory for derived files that can be rebuilt at any time "
+        "(the embedding model's verified ONNX export).",
+    )
     collection: str = Field(
         default="default",
         description="Name of the collection (a separate set of documents) to use.",
@@ -57,6 +62,12 @@ class Settings(BaseSettings):
     )
     embedding_batch_size: int = Field(
         default=32, ge=1, description="Chunks embedded per batch during ingest."
+    )
+    embedding_runtime: Literal["auto", "onnx", "torch"] = Field(
+        default="auto",
+        description="Where the embedding model runs: 'onnx' (onnxruntime over a verified local "
+        "export of the same weights, same vectors, ~2x faster on CPU), 'torch' "
+        "(sentence-transformers), or 'auto' (onnx when the model allows it, else torch).",
     )
     chunk_size: int = Field(default=1000, ge=100, description="Maximum characters per chunk.")
     chunk_overlap: int = Field(
@@ -130,7 +141,7 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("data_dir")
+    @field_validator("data_dir", "cache_dir")
     @classmethod
     def _expand(cls, value: Path) -> Path:
         return value.expanduser().resolve()

@@ -52,18 +52,23 @@ class ChunkStore:
 
     def __init__(
         self,
-        client: Any,
+        client: Any,  # a Chroma client, or a function that makes one
         name: str,
         spec: EmbeddingSpec,
         dim: int,
         embeddings: Callable[[], Embeddings],
     ) -> None:
-        self.client = client
+        self._client = client
         self.name = name
         self.spec = spec
         self.dim = dim
         self._embeddings_factory = embeddings
         self._collection: Any = None
+
+    @cached_property
+    def client(self) -> Any:
+        """Connected on first use: an ingest that changes nothing never imports chromadb."""
+        return self._client() if callable(self._client) else self._client
 
     @cached_property
     def embeddings(self) -> Embeddings:

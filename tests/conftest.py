@@ -19,14 +19,23 @@ SHARED = ROOT.parent / "shared"
 RAGAPP = [sys.executable, "-m", "ragapp"]
 
 
+@pytest.fixture(scope="session")
+def shared_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache for the session, so the embedder's ONNX export is built once, not per test."""
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.fixture(autouse=True)
-def clean_environ(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def clean_environ(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_cache_dir: Path
+) -> Iterator[Path]:
     """No RAGAPP_* leaks in from the developer's shell; data lives in a temp dir."""
     for key in list(os.environ):
         if key.startswith("RAGAPP_"):
             monkeypatch.delenv(key)
     data_dir = tmp_path / "data"
     monkeypatch.setenv("RAGAPP_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("RAGAPP_CACHE_DIR", str(shared_cache_dir))
     monkeypatch.chdir(tmp_path)
     yield data_dir
 

@@ -88,3 +88,48 @@ def test_watch_syncs_changes(docs: Path) -> None:
         proc.wait(timeout=30)
     hits = run_cli("retrieve", "where is the spare key", "--json").json()["results"]
     assert Path(hits[0]["source"]).name == "note.md"
+
+
+def _without_root_file_access() -> list[str]:
+    """A prefix that makes permission bits bite: root reads everything unless the process
+    loses CAP_DAC_OVERRIDE / CAP_DAC_READ_SEARCH (setpriv, util-linux)."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without setpriv: permission bits can't be enforced")
+    caps = "-dac_override,-dac_read_search"
+    return [setpriv, f"--inh-caps={caps}", f"--bounding-set={caps}", "--"]
+
+
+def test_unreadable_files_are_reported_and_nothing_is_lost(docs: Path) -> None:
+    private = docs / "private"
+    private.mkdir()
+    (private / "inside.txt").write_text("The archive key hangs in the boathouse.\n")
+    assert run_cli("ingest", str(docs)).code == 0
+    locked = docs / "locked.md"
+    locked.write_text("# Locked\n\nThe vault code is 4417.\n")
+    locked.chmod(0)
+    private.chmod(0)
+    try:
+        proc = subprocess.run(
+            [*_without_root_file_access(), *RAGAPP, "ingest", str(docs), "--json"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=os.environ,
+        )
+    finally:
+        locked.chmod(0o644)
+        private.chmod(0o755)
+    assert proc.returncode == 3, proc.stderr
+    report = json.loads(proc.stdout)
+    reasons = {Path(f["path"]).name: f["reason"] for f in report["failed"]}
+    assert reasons == {
+        "locked.md": "cannot read: Permission denied",
+        "private": "cannot read: Permission denied",
+    }
+    # A folder that can't be listed is not a deleted folder: what was ingested from it stays.
+    assert (report["added"], report["removed"], report["unchanged"]) == (0, 0, 3)
+    names = sorted(Path(s["path"]).name for s in run_cli("sources", "--json").json()["sources"])
+    assert names == ["faq.txt", "handbook.md", "history.html", "inside.txt"]

@@ -41,10 +41,12 @@ def no_offline_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.usefixtures("no_offline_env")
 def test_ingest_and_ask_make_no_network_attempt(tmp_path: Path) -> None:
     log = tmp_path / "egress.jsonl"
-    env = guarded_env(log)
+    # A fresh cache, so the embedder's one-time ONNX export also runs under the guard.
+    env = {**guarded_env(log), "RAGAPP_CACHE_DIR": str(tmp_path / "cache")}
     ingest = run_cli("ingest", str(SAMPLE_DOCS), "--json", env=env)
     assert ingest.code == 0, ingest.stderr
     assert ingest.json()["added"] == 5
+    assert list((tmp_path / "cache" / "onnx").glob("*.onnx"))
     ask = run_cli("ask", "What was the cooperative's total income for 2025?", "--json", env=env)
     assert ask.code == 0, ask.stderr
     assert ask.json()["sources"]
