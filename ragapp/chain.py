@@ -22,36 +22,88 @@ from langchain_core.runnables import Runnable, RunnableBranch, RunnableLambda, R
 
 from ragapp.errors import ContextOverflowError
 from ragapp.llms import LoadedLLM
-from ragapp.prompts import ANSWER_PROMPT, REFUSAL, format_context
+from ragapp.prompts import ANSWER_PROMPT, CONDENSE_PROMPT, REFUSAL, format_context
 from ragapp.retriever import to_source
 from ragapp.types import Answer, Source, Timings
 
 log = logging.getLogger(__name__)
 _REFUSAL_RE = re.compile(r"couldn'?t find this in your documents|i (do not|don'?t) know", re.I)
+# A question that leans on the conversation: opens with a connective, points back with a
+# pronoun, or is too short to stand alone.
+_FOLLOW_UP_RE = re.compile(
+    r"^\s*(and|but|also|so|then|what about|how about)\b"
+    r"|\b(it|its|itself|that|this|these|those|they|them|their|there|he|him|his|she|her"
+    r"|one|ones|former|latter|same|above)\b",
+    re.I,
+)
+
+
+def is_follow_up(question: str) -> bool:
+    return bool(_FOLLOW_UP_RE.search(question)) or len(question.split()) < 4
+
+
+def standalone_question(loaded: LoadedLLM, question: str, history: Sequence[BaseMessage]) -> str:
+    """The question to retrieve with. A follow-up is rewritten by the LLM into a standalone
+    question; when the rewrite is not a plausible question (small models often answer
+    instead), the previous question and the follow-up are searched together."""
+    if not history or not is_follow_up(question):
+        return question
+    fmt = loaded.prompt_format
+    transcript = "\n".join(
+        f"{'User' if isinstance(m, HumanMessage) else 'Assistant'}: {m.content}"
+        for m in history[-4:]
+    )
+    rewrite = (
+        CONDENSE_PROMPT
+        | RunnableLambda(fmt.render, name="render_condense")
+        | loaded.llm.bind(stop=[*fmt.stop, "\n"], max_tokens=64)
+        | StrOutputParser()
+    )
+    candidate = rewrite.invoke({"transcript": transcript, "question": question}).strip().strip('"')
+    plausible = (
+        candidate.endswith("?")
+        and "[" not in candidate
+        and len(candidate) <= 2 * len(transcript) + 200
+        and candidate.lower() != question.lower()
+    )
+    previous = next((str(m.content) for m in reversed(history) if isinstance(m, HumanMessage)), "")
+    query = candidate if plausible else f"{previous} {question}".strip()
+    log.debug("follow-up %r searched as %r", question, query)
+    return query
 
 
 def fit_context(loaded: LoadedLLM, x: dict[str, Any]) -> dict[str, Any]:
-    """Keep the best-ranked sources whose prompt fits n_ctx - max_tokens, counted with the
-    model's own tokenizer, so the backend never truncates silently."""
-    fmt, sources = loaded.prompt_format, list(x["sources"])
+    """Fit system prompt + sources + history + question into n_ctx - max_tokens, counted
+    with the model's own tokenizer, so the backend never truncates silently. The
+    lowest-ranked sources go first (the best one always stays), then the oldest history
+    turns; if even that does not fit, a clear error names the setting to change."""
+    fmt = loaded.prompt_format
+    sources, history = list(x["sources"]), list(x.get("history") or [])
     budget = loaded.n_ctx - loaded.max_tokens
     while True:
         context = format_context(sources)
-        needed = loaded.count_tokens(fmt.render(ANSWER_PROMPT.invoke({**x, "context": context})))
-        if needed <= budget or len(sources) <= 1:
+        prompt = ANSWER_PROMPT.invoke({**x, "history": history, "context": context})
+        needed = loaded.count_tokens(fmt.render(prompt))
+        if needed <= budget:
             break
-        sources.pop()
-    if needed > budget:
-        raise ContextOverflowError(
-            f"the prompt needs {needed} tokens but n_ctx {loaded.n_ctx} - max_tokens "
-            f"{loaded.max_tokens} leaves {budget}: raise RAGAPP_N_CTX or lower chunk_size"
-        )
-    if len(sources) < len(x["sources"]):
+        if len(sources) > 1:
+            sources.pop()
+        elif history:
+            del history[:2]  # one (question, answer) turn, oldest first
+        else:
+            raise ContextOverflowError(
+                f"the prompt needs {needed} tokens but n_ctx {loaded.n_ctx} - max_tokens "
+                f"{loaded.max_tokens} leaves {budget}: raise RAGAPP_N_CTX or lower chunk_size"
+            )
+    dropped_sources = len(x["sources"]) - len(sources)
+    dropped_turns = (len(x.get("history") or []) - len(history)) // 2
+    if dropped_sources or dropped_turns:
         log.debug(
-            "context budget: kept %d of %d chunks (%d tokens of %d)",
-            len(sources), len(x["sources"]), needed, budget,
+            "context budget: kept %d of %d chunks and %d of %d history turns (%d tokens of %d)",
+            len(sources), len(x["sources"]), len(history) // 2,
+            len(x.get("history") or []) // 2, needed, budget,
         )  # fmt: skip
-    return {**x, "sources": sources, "context": context}
+    return {**x, "sources": sources, "history": history, "context": context}
 
 
 def build_chain(retriever: BaseRetriever, loaded: LoadedLLM) -> Runnable[dict[str, Any], Any]:
@@ -73,8 +125,12 @@ def build_chain(retriever: BaseRetriever, loaded: LoadedLLM) -> Runnable[dict[st
     def to_sources(docs: list[Document]) -> list[Source]:
         return [to_source(d) for d in docs]
 
+    def search_query(x: dict[str, Any]) -> str:
+        return standalone_question(loaded, x["question"], x.get("history") or [])
+
     return (
-        RunnablePassthrough.assign(sources=itemgetter("question") | retriever | to_sources)
+        RunnablePassthrough.assign(query=RunnableLambda(search_query, name="standalone_question"))
+        | RunnablePassthrough.assign(sources=itemgetter("query") | retriever | to_sources)
         | RunnableLambda(lambda x: fit_context(loaded, x), name="fit_context")
         | RunnablePassthrough.assign(answer=answer).pick(["sources", "answer"])
     )

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from ragapp.app import RagApp
 from ragapp.cli_common import EXIT_PARTIAL, JsonOpt, _print_json, _settings, cli, err, out
-from ragapp.evaluate import evaluate, load_dataset
+from ragapp.evaluate import evaluate, load_dataset, load_questions
 
 
 @cli.command("eval")
@@ -31,6 +31,14 @@ def eval_command(
         bool,
         typer.Option("--answers", help="Also generate answers: source hits, F1, refusals, TTFT."),
     ] = False,
+    unanswerable: Annotated[
+        Path | None,
+        typer.Option(
+            "--unanswerable",
+            help="JSONL of questions the documents don't answer: report how many the "
+            "min_score threshold refuses, and how many answerable ones it wrongly refuses.",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Ingest DATASET/docs into a throw-away collection (or --collection, kept) and report
@@ -41,6 +49,7 @@ def eval_command(
     from ingest.pipeline import ingest_paths
 
     docs, questions = load_dataset(dataset)
+    off_topic = load_questions(unanswerable) if unanswerable else []
     keep = ctx.find_root().obj["overrides"]["collection"] is not None or bool(
         os.environ.get("RAGAPP_COLLECTION")
     )
@@ -63,6 +72,8 @@ def eval_command(
                 k,
                 ask,
                 lambda i: progress.update(task, completed=i),
+                off_topic,
+                app.settings.min_score,
             )
     finally:
         if scratch is not None:
@@ -98,5 +109,13 @@ def _print_table(dataset: Path, m: dict[str, Any]) -> None:
     table.add_row("retrieve p50 / p95", f"{m['retrieve_ms_p50']:.1f} / {m['retrieve_ms_p95']:.1f} ms")
     for key, value in m.get("answers", {}).items():
         table.add_row(key, f"{value:.1f} ms" if key.endswith("_ms_p50") else f"{value:.3f}")
+    if "refusal" in m:
+        r = m["refusal"]
+        table.add_row(
+            f"refused at min_score {r['min_score']:.3f}",
+            f"{r['unanswerable_refused']:.1%} of {r['n_unanswerable']} unanswerable, "
+            f"{r['answerable_refused']:.1%} of answerable",
+        )
+        table.add_row("best min_score (Youden's J)", f"{r['best_min_score']:.3f}")
     out.print(table)
 

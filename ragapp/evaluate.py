@@ -137,14 +137,53 @@ def cited(answer: Answer) -> list[Source]:
     return chosen or list(answer.sources)
 
 
+def load_questions(path: Path) -> list[str]:
+    """A JSONL file with a ``question`` per line (other fields ignored)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        return [str(json.loads(line)["question"]) for line in lines if line.strip()]
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise ConfigError(f"{path}: every line must be a JSON object with a 'question'") from None
+
+
+def refusal_calibration(
+    answerable: Sequence[float], unanswerable: Sequence[float], min_score: float
+) -> dict[str, Any]:
+    """How a relevance threshold splits questions, given each one's best retrieval score: the
+    share of unanswerable ones refused and of answerable ones wrongly refused, at the
+    configured ``min_score`` and over a sweep; ``best_min_score`` maximises the difference
+    (Youden's J)."""
+
+    def split(t: float) -> dict[str, float]:
+        return {
+            "min_score": round(t, 3),
+            "unanswerable_refused": sum(s < t for s in unanswerable) / len(unanswerable),
+            "answerable_refused": sum(s < t for s in answerable) / len(answerable),
+        }
+
+    sweep = [split(i / 40) for i in range(0, 25)]  # 0.000 .. 0.600 in steps of 0.025
+    best = max(sweep, key=lambda r: r["unanswerable_refused"] - r["answerable_refused"])
+    return {
+        **split(min_score),
+        "n_unanswerable": len(unanswerable),
+        "best_min_score": best["min_score"],
+        "sweep": sweep,
+    }
+
+
 def evaluate(
     questions: Sequence[Question],
     retrieve: Callable[[str, int], list[Source]],
     k: int = 10,
     ask: Callable[[str], Answer] | None = None,
     progress: Callable[[int], None] | None = None,
+    unanswerable: Sequence[str] = (),
+    min_score: float = 0.0,
 ) -> dict[str, Any]:
-    """Run every question; the CONTRACT's JSON shape (plus ``answers`` when ``ask`` is given)."""
+    """Run every question; the CONTRACT's JSON shape (plus ``answers`` when ``ask`` is given,
+    and ``refusal`` when unanswerable questions are)."""
     pairs, latencies = [], []
     hits = f1s = refused = 0.0
     ttfts: list[float] = []
@@ -165,6 +204,12 @@ def evaluate(
     report: dict[str, Any] = retrieval_metrics(pairs)
     report["retrieve_ms_p50"] = statistics.median(latencies)
     report["retrieve_ms_p95"] = percentile(latencies, 95)
+    if unanswerable:
+        report["refusal"] = refusal_calibration(
+            [r[0].score if r else -1.0 for _, r in pairs],
+            [(r[0].score if (r := retrieve(q, 1)) else -1.0) for q in unanswerable],
+            min_score,
+        )
     if ask is not None:
         n = len(questions)
         report["answers"] = {

@@ -40,6 +40,21 @@ ANSWER_PROMPT = ChatPromptTemplate.from_messages(
 )
 
 
+# Follow-ups ("and what about the second one?") are rewritten into a standalone question
+# before retrieval; the conversation travels as a transcript in one user turn.
+CONDENSE_PROMPT = ChatPromptTemplate.from_messages(
+    [
+        (
+            "system",
+            "You rewrite follow-up questions. Given a conversation and a follow-up question, "
+            "rewrite the follow-up as one standalone question that names what it refers to. "
+            "Reply with the question only.",
+        ),
+        ("human", "Conversation:\n{transcript}\n\nFollow-up question: {question}\n\nStandalone question:"),
+    ]
+)
+
+
 def format_context(sources: Sequence[Source]) -> str:
     """Number the retrieved chunks as the model will cite them: [n] (file, page n)."""
     from pathlib import Path

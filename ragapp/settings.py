@@ -91,7 +91,8 @@ class Settings(BaseSettings):
         ge=-1.0,
         le=1.0,
         description="Cosine relevance below which a chunk is ignored; if none is left the "
-        "answer is an explicit refusal instead of a guess.",
+        "answer is an explicit refusal instead of a guess. 0.25 is calibrated with "
+        "`ragapp eval --unanswerable` on the Debian FAQ (README, 'Refusals').",
     )
 
     # --- LLM -------------------------------------------------------------------------------------

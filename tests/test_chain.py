@@ -47,7 +47,7 @@ def test_prompt_reaching_the_llm_is_rendered_in_the_models_format() -> None:
     loaded = LoadedLLM(Recording(responses=["ok"]), FORMATS["chatml"], "fake", {})
     history = history_messages([("first q", "first a")], turns=4)
     run_answer(build_chain(ListRetriever(docs=[doc]), loaded), "when?", history)
-    prompt = seen[0]
+    prompt = seen[-1]  # seen[0] rewrote the follow-up "when?" for retrieval
     assert prompt.startswith("<|im_start|>system\nYou answer questions")
     assert "[1] (b.md)\nBoard meets Tuesdays." in prompt
     assert "<|im_start|>user\nfirst q<|im_end|>\n<|im_start|>assistant\nfirst a<|im_end|>" in prompt
@@ -101,3 +101,63 @@ def test_a_prompt_that_cannot_fit_is_a_clear_error() -> None:
     )
     with pytest.raises(ContextOverflowError, match="raise RAGAPP_N_CTX"):
         run_answer(build_chain(ListRetriever(docs=_docs(2, 2000)), loaded), "q?")
+
+
+def test_history_is_trimmed_oldest_first_after_the_chunks() -> None:
+    seen: list[str] = []
+
+    class Recording(FakeListLLM):
+        def _call(self, prompt: str, *args: object, **kwargs: object) -> str:
+            seen.append(prompt)
+            return "ok"
+
+    loaded = LoadedLLM(
+        Recording(responses=["ok"]), FORMATS["chatml"], "fake", {}, n_ctx=700, max_tokens=100
+    )
+    turns = [(f"old question {i} " + "y" * 300, f"answer {i} " + "z" * 300) for i in range(3)]
+    history = history_messages(turns, turns=4)
+    answer = run_answer(build_chain(ListRetriever(docs=_docs(3, 400)), loaded), "q?", history)
+    # the two extra passages went first; then the oldest turns, until the prompt fit
+    assert [s.source for s in answer.sources] == ["/d/0.md"]
+    prompt = seen[-1]
+    assert "old question 2" in prompt and "old question 0" not in prompt
+    assert prompt.endswith("Question: q?<|im_end|>\n<|im_start|>assistant\n")
+
+
+class QueryRecorder(BaseRetriever):
+    docs: list[Document]
+    queries: list[str] = []
+
+    def _get_relevant_documents(self, query: str, *, run_manager: object) -> list[Document]:
+        self.queries.append(query)
+        return self.docs
+
+
+def test_follow_ups_are_rewritten_before_retrieval() -> None:
+    from langchain_core.messages import AIMessage, HumanMessage
+
+    from ragapp.chain import is_follow_up
+
+    assert is_follow_up("And what is his role?") and is_follow_up("why?")
+    assert not is_follow_up("Who is the Health and Safety Lead of the cooperative?")
+    doc = Document("Desmond runs safety.", metadata={"source": "/d/s.docx", "score": 0.9})
+    history = [HumanMessage("Who is the Health and Safety Lead?"), AIMessage("Desmond [1].")]
+
+    # a plausible rewrite is what gets searched
+    retriever = QueryRecorder(docs=[doc], queries=[])
+    llm = _loaded(["What is the role of the Health and Safety Lead?", "He runs safety [1]."])
+    run_answer(build_chain(retriever, llm), "And what is his role?", history)
+    assert retriever.queries == ["What is the role of the Health and Safety Lead?"]
+
+    # a rewrite that answers instead of asking falls back to both questions together
+    retriever = QueryRecorder(docs=[doc], queries=[])
+    llm = _loaded(["Desmond is the lead [1] and he is great.", "He runs safety [1]."])
+    run_answer(build_chain(retriever, llm), "And what is his role?", history)
+    assert retriever.queries == ["Who is the Health and Safety Lead? And what is his role?"]
+
+    # a self-contained question is searched as asked, without an LLM call
+    retriever = QueryRecorder(docs=[doc], queries=[])
+    llm = _loaded(["The fee is 37 pounds [1]."])
+    answer = run_answer(build_chain(retriever, llm), "How much is the yearly membership fee?", history)
+    assert retriever.queries == ["How much is the yearly membership fee?"]
+    assert answer.text == "The fee is 37 pounds [1]."  # the first response was not used up

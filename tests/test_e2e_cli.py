@@ -164,11 +164,20 @@ def test_out_of_scope_question_is_refused(corpus: Corpus) -> None:
 
 def test_chat_keeps_a_conversation(corpus: Corpus) -> None:
     res = corpus.cli(
-        "chat", input_text="Who is the Health and Safety Lead?\nAnd what is his role?\n/exit\n"
+        "--debug",
+        "chat",
+        input_text="Who is the Health and Safety Lead?\nHow can I reach him?\n/exit\n",
     )
     assert res.code == 0, res.stderr
-    assert res.stdout.count("Sources") == 2
-    assert "safety-procedures.docx" in res.stdout
+    blocks = res.stdout.split("Sources")
+    assert len(blocks) == 3
+    # Alone, "How can I reach him?" matches nothing above min_score (it would be refused);
+    # searched with the conversation's context, its best source is the safety procedures.
+    alone = corpus.cli("retrieve", "How can I reach him?", "--json").json()["results"]
+    assert max(r["score"] for r in alone) < 0.25
+    assert "follow-up 'How can I reach him?' searched as" in res.stderr
+    first_of_second = blocks[2].strip().splitlines()[0]
+    assert "safety-procedures.docx" in first_of_second
 
 
 def test_changed_and_deleted_files_are_synced(corpus: Corpus, tmp_path: Path) -> None:

@@ -80,6 +80,18 @@ def test_evaluate_reports_latency_and_answers() -> None:
     }
 
 
+def test_refusal_calibration_sweeps_thresholds() -> None:
+    from ragapp.evaluate import refusal_calibration
+
+    r = refusal_calibration([0.6, 0.5, 0.3, 0.2], [0.1, 0.22, 0.35], 0.25)
+    assert (r["unanswerable_refused"], r["answerable_refused"]) == (pytest.approx(2 / 3), 0.25)
+    assert r["n_unanswerable"] == 3
+    by_t = {row["min_score"]: row for row in r["sweep"]}
+    assert by_t[0.0]["unanswerable_refused"] == 0.0 and by_t[0.6]["answerable_refused"] == 0.75
+    best = max(r["sweep"], key=lambda x: x["unanswerable_refused"] - x["answerable_refused"])
+    assert r["best_min_score"] == best["min_score"]
+
+
 def test_malformed_datasets_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="needs docs/ and qrels.jsonl"):
         load_dataset(tmp_path)
@@ -111,6 +123,16 @@ def test_eval_command_on_a_dataset(dataset: Path) -> None:
         *("n", "recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10"),
         *("retrieve_ms_p50", "retrieve_ms_p95"),
     }
+    off_topic = dataset / "off-topic.jsonl"
+    off_topic.write_text(
+        '{"question": "Who won the FIFA World Cup in 2014?"}\n'
+        '{"question": "How do I reverse a linked list in Java?"}\n'
+    )
+    refusal = run_cli("eval", str(dataset), "--unanswerable", str(off_topic), "--json").json()
+    assert refusal["refusal"]["n_unanswerable"] == 2
+    assert refusal["refusal"]["min_score"] == 0.25  # the configured threshold
+    assert refusal["refusal"]["unanswerable_refused"] == 1.0
+    assert refusal["refusal"]["answerable_refused"] == 0.0
     assert report["n"] == len(FACTS)
     assert report["recall@10"] == 1.0  # every fact is retrievable (see test_e2e_cli)
     assert 0 < report["mrr@10"] <= report["recall@10"]
