@@ -57,12 +57,18 @@ class RagApp:
     def llm_label(self) -> str:
         return llm_label(self.settings)
 
-    def retriever(self, k: int | None = None, min_score: float | None = None) -> ScoredRetriever:
+    def retriever(
+        self,
+        k: int | None = None,
+        min_score: float | None = None,
+        where: dict[str, Any] | None = None,
+    ) -> ScoredRetriever:
         self._require_chunks()
         return ScoredRetriever(
             vectorstore=self.store.vectorstore(),
             k=k or self.settings.top_k,
             min_score=self.settings.min_score if min_score is None else min_score,
+            filter=where,
         )
 
     def _require_chunks(self) -> None:
@@ -71,12 +77,16 @@ class RagApp:
                 f"collection {self.settings.collection!r} is empty: run `ragapp ingest PATH` first"
             )
 
-    def retrieve(self, question: str, k: int | None = None) -> list[Source]:
+    def retrieve(
+        self, question: str, k: int | None = None, where: dict[str, Any] | None = None
+    ) -> list[Source]:
         """Top-k chunks, best first, whatever their score (retrieval is not a judgement)."""
-        return [to_source(d) for d in self.retriever(k, min_score=-1.0).invoke(question)]
+        return [to_source(d) for d in self.retriever(k, -1.0, where).invoke(question)]
 
-    def chain(self, k: int | None = None) -> Runnable[dict[str, Any], Any]:
-        return build_chain(self.retriever(k), self.llm)
+    def chain(
+        self, k: int | None = None, where: dict[str, Any] | None = None
+    ) -> Runnable[dict[str, Any], Any]:
+        return build_chain(self.retriever(k, where=where), self.llm)
 
     def ask(
         self,
@@ -84,5 +94,6 @@ class RagApp:
         k: int | None = None,
         history: list[BaseMessage] | None = None,
         on_token: Any = None,
+        where: dict[str, Any] | None = None,
     ) -> Answer:
-        return run_answer(self.chain(k), question, history, on_token)
+        return run_answer(self.chain(k, where), question, history, on_token)

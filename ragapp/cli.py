@@ -43,6 +43,33 @@ KOpt = Annotated[
 ]
 
 
+PathFilterOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--path",
+        help="Only search files matching this glob (a name like '*.pdf', or a path like "
+        "'reports/*'); repeatable.",
+    ),
+]
+TypeFilterOpt = Annotated[
+    list[str] | None,
+    typer.Option("--type", help="Only search files of this type (pdf, md, docx, ...); repeatable."),
+]
+
+
+def _search_filter(app: RagApp, paths: list[str] | None, types: list[str] | None) -> dict | None:
+    """The metadata filter for --path / --type; a clear error when no ingested file matches."""
+    from ragapp.cli_ingest import open_ledger
+    from ragapp.retriever import metadata_filter, select_sources
+
+    sources = None
+    if paths:
+        sources = select_sources(open_ledger(app.settings).entries(), paths, Path.cwd())
+        if not sources:
+            raise RagappError(f"no ingested file matches --path {' '.join(paths)}")
+    return metadata_filter(sources, types)
+
+
 # --- retrieve ----------------------------------------------------------------------------------------
 
 
@@ -56,6 +83,8 @@ def retrieve(
     question: Annotated[str | None, typer.Argument(help="The question to search for.")] = None,
     k: KOpt = None,
     json_out: JsonOpt = False,
+    path: PathFilterOpt = None,
+    file_type: TypeFilterOpt = None,
     batch: Annotated[
         Path | None,
         typer.Option(
@@ -65,16 +94,17 @@ def retrieve(
 ) -> None:
     """Show the chunks a question retrieves, best first (no LLM).
 
-    Example:  ragapp retrieve "membership fee" -k 3
+    Example:  ragapp retrieve "membership fee" -k 3 --type pdf --path "reports/*"
     """
     if (question is None) == (batch is None):
         raise click.UsageError("give either a QUESTION or --batch FILE")
     app = _app(ctx)
+    where = _search_filter(app, path, file_type)
     if batch is not None:
-        _retrieve_batch(app, batch, k)
+        _retrieve_batch(app, batch, k, where)
         return
     assert question is not None
-    results = app.retrieve(question, k)
+    results = app.retrieve(question, k, where)
     if json_out:
         _print_json({"results": [s.to_json() for s in results]})
         return
@@ -84,7 +114,7 @@ def retrieve(
         out.print()
 
 
-def _retrieve_batch(app: RagApp, batch: Path, k: int | None) -> None:
+def _retrieve_batch(app: RagApp, batch: Path, k: int | None, where: dict | None) -> None:
     try:
         lines = batch.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
@@ -98,7 +128,7 @@ def _retrieve_batch(app: RagApp, batch: Path, k: int | None) -> None:
             raise RagappError(
                 f"{batch}:{lineno}: expected a JSON object with a 'question' field"
             ) from None
-        results = app.retrieve(str(question), k)
+        results = app.retrieve(str(question), k, where)
         _print_json({"question": question, "results": [s.to_json() for s in results]})
 
 
@@ -134,16 +164,19 @@ def ask(
     json_out: JsonOpt = False,
     llm: LLMOpt = None,
     model: ModelOpt = None,
+    path: PathFilterOpt = None,
+    file_type: TypeFilterOpt = None,
 ) -> None:
     """Answer a question from your documents, citing file and page.
 
     Example:  ragapp ask "Who chairs the board?"
     """
     app = _app(ctx, llm_backend=llm, llm_model=model)
+    where = _search_filter(app, path, file_type)
     if json_out:
-        _print_json(app.ask(question, k).to_json())
+        _print_json(app.ask(question, k, where=where).to_json())
         return
-    answer = app.ask(question, k, on_token=_stream_token)
+    answer = app.ask(question, k, on_token=_stream_token, where=where)
     out.print()
     _print_sources(answer.sources)
     t = answer.timings
@@ -165,6 +198,8 @@ def chat(
     k: KOpt = None,
     llm: LLMOpt = None,
     model: ModelOpt = None,
+    path: PathFilterOpt = None,
+    file_type: TypeFilterOpt = None,
 ) -> None:
     """Talk with your documents; earlier turns stay in the conversation. Ctrl-D or /exit ends it.
 
@@ -173,6 +208,7 @@ def chat(
     from ragapp.chain import history_messages
 
     app = _app(ctx, llm_backend=llm, llm_model=model)
+    where = _search_filter(app, path, file_type)
     app.retriever(k)  # fail now on an empty collection, not after the first question
     err.print(f"[dim]{app.llm_label} · collection {app.settings.collection!r} · /exit to quit[/]")
     history: list[tuple[str, str]] = []
@@ -188,7 +224,7 @@ def chat(
             return
         messages = history_messages(history, app.settings.history_turns)
         out.print("[bold blue]ragapp>[/] ", end="")
-        answer = app.ask(question, k, history=messages, on_token=_stream_token)
+        answer = app.ask(question, k, history=messages, on_token=_stream_token, where=where)
         out.print()
         _print_sources(answer.sources)
         out.print()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import fnmatch
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
@@ -18,12 +22,15 @@ class ScoredRetriever(BaseRetriever):
     vectorstore: Any
     k: int = 4
     min_score: float = -1.0
+    filter: dict[str, Any] | None = None  # a Chroma `where` (see metadata_filter)
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
         k = int(kwargs.get("k", self.k))
-        hits = self.vectorstore.similarity_search_with_relevance_scores(query, k=k)
+        hits = self.vectorstore.similarity_search_with_relevance_scores(
+            query, k=k, filter=self.filter
+        )
         docs = []
         for doc, score in hits:
             if score < self.min_score:
@@ -42,3 +49,35 @@ def to_source(doc: Document) -> Source:
         text=doc.page_content,
         section=meta.get("section"),
     )
+
+
+def select_sources(sources: Iterable[str], patterns: Sequence[str], cwd: Path) -> list[str]:
+    """The ingested paths matching any glob: a pattern without a slash matches file names
+    (``*.pdf``, ``report-202?.docx``); one with a slash matches whole paths, relative ones
+    taken from ``cwd`` (``reports/*``, ``~/notes/**``; ``*`` also crosses folders)."""
+    full = []
+    for pattern in patterns:
+        if "/" in pattern:
+            expanded = os.path.expanduser(pattern)
+            full.append((True, expanded if os.path.isabs(expanded) else str(cwd / expanded)))
+        else:
+            full.append((False, pattern))
+    return [
+        s
+        for s in sources
+        if any(fnmatch.fnmatchcase(s if whole else Path(s).name, p) for whole, p in full)
+    ]
+
+
+def metadata_filter(
+    sources: Sequence[str] | None = None, file_types: Sequence[str] | None = None
+) -> dict[str, Any] | None:
+    """A Chroma `where` limiting retrieval to some files and/or file types."""
+    clauses: list[dict[str, Any]] = []
+    if sources is not None:
+        clauses.append({"source": {"$in": list(sources)}})
+    if file_types:
+        clauses.append({"file_type": {"$in": [t.lower().lstrip(".") for t in file_types]}})
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}

@@ -162,6 +162,26 @@ def test_out_of_scope_question_is_refused(corpus: Corpus) -> None:
     assert "the LLM was not asked" in human.stderr
 
 
+def test_retrieval_filters_by_path_and_type(corpus: Corpus) -> None:
+    def names(*args: str, question: str = "membership fee") -> set[str]:
+        res = corpus.cli("retrieve", question, "-k", "6", "--json", *args)
+        assert res.code == 0, res.stderr
+        return {Path(r["source"]).name for r in res.json()["results"]}
+
+    assert len(names()) > 1
+    assert names("--type", "pdf") == {"annual-report-2025.pdf"}
+    assert names("--path", "*.md", "--path", "faq.*") == {"handbook.md", "faq.txt"}
+    assert names("--path", f"{corpus.docs}/h*") == {"handbook.md"}
+    assert names("--path", f"{corpus.docs}/h*", question="the cooperative's history") == {
+        "handbook.md",
+        "history.html",
+    }
+    ask = corpus.cli("ask", "What is the membership fee?", "--type", "docx", "--json")
+    assert {Path(s["source"]).name for s in ask.json()["sources"]} <= {"safety-procedures.docx"}
+    res = corpus.cli("retrieve", "fee", "--path", "*.xyz")
+    assert res.code == 1 and res.stderr.strip() == "error: no ingested file matches --path *.xyz"
+
+
 def test_chat_keeps_a_conversation(corpus: Corpus) -> None:
     res = corpus.cli(
         "--debug",
