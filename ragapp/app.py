@@ -69,6 +69,7 @@ class RagApp:
             k=k or self.settings.top_k,
             min_score=self.settings.min_score if min_score is None else min_score,
             filter=where,
+            mmr_lambda=self.settings.mmr_lambda if self.settings.search == "mmr" else None,
         )
 
     def _require_chunks(self) -> None:

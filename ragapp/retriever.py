@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
@@ -23,14 +24,18 @@ class ScoredRetriever(BaseRetriever):
     k: int = 4
     min_score: float = -1.0
     filter: dict[str, Any] | None = None  # a Chroma `where` (see metadata_filter)
+    mmr_lambda: float | None = None  # set: maximal marginal relevance over 4k candidates
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
         k = int(kwargs.get("k", self.k))
-        hits = self.vectorstore.similarity_search_with_relevance_scores(
-            query, k=k, filter=self.filter
-        )
+        if self.mmr_lambda is None:
+            hits = self.vectorstore.similarity_search_with_relevance_scores(
+                query, k=k, filter=self.filter
+            )
+        else:
+            hits = self._mmr(query, k, self.mmr_lambda)
         docs = []
         for doc, score in hits:
             if score < self.min_score:
@@ -38,6 +43,25 @@ class ScoredRetriever(BaseRetriever):
             doc.metadata = {**doc.metadata, "score": round(float(score), 4)}
             docs.append(doc)
         return docs
+
+    def _mmr(self, query: str, k: int, lambda_mult: float) -> list[tuple[Document, float]]:
+        """Diverse top-k: candidates by relevance, then LangChain's MMR selection over their
+        stored vectors; each hit keeps its own relevance score."""
+        from langchain_core.vectorstores.utils import maximal_marginal_relevance
+
+        candidates = self.vectorstore.similarity_search_with_relevance_scores(
+            query, k=4 * k, filter=self.filter
+        )
+        if len(candidates) <= 1:
+            return candidates
+        ids = [doc.id for doc, _ in candidates]
+        stored = self.vectorstore.get(ids=ids, include=["embeddings"])
+        vectors = dict(zip(stored["ids"], stored["embeddings"], strict=True))
+        query_vector = self.vectorstore.embeddings.embed_query(query)
+        chosen = maximal_marginal_relevance(
+            np.array(query_vector), [vectors[i] for i in ids], lambda_mult=lambda_mult, k=k
+        )
+        return [candidates[i] for i in chosen]
 
 
 def to_source(doc: Document) -> Source:

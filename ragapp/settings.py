@@ -86,6 +86,17 @@ class Settings(BaseSettings):
 
     # --- retrieval -------------------------------------------------------------------------
     top_k: int = Field(default=4, ge=1, le=100, description="Chunks retrieved per question.")
+    search: Literal["similarity", "mmr"] = Field(
+        default="similarity",
+        description="'similarity': the top_k most relevant chunks. 'mmr': maximal marginal "
+        "relevance, trading some relevance for less repetition among the top_k.",
+    )
+    mmr_lambda: float = Field(
+        default=0.9,
+        ge=0.0,
+        le=1.0,
+        description="For search='mmr': 1 is pure relevance, 0 pure diversity (0.9 measured best).",
+    )
     min_score: float = Field(
         default=0.25,
         ge=-1.0,
