@@ -20,6 +20,7 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import Runnable, RunnableBranch, RunnableLambda, RunnablePassthrough
 
+from ragapp.citations import missing_citations
 from ragapp.errors import ContextOverflowError
 from ragapp.llms import LoadedLLM
 from ragapp.prompts import ANSWER_PROMPT, CONDENSE_PROMPT, REFUSAL, format_context
@@ -177,8 +178,14 @@ def run_answer(
             last_token_at = now
             if on_token is not None:
                 on_token(token)
-    end = time.perf_counter()
     text = "".join(parts).strip()
+    refused = not sources or is_refusal(text)
+    suffix = "" if refused else missing_citations(text, sources)
+    if suffix:
+        text += suffix
+        if on_token is not None:
+            on_token(suffix)
+    end = time.perf_counter()
     timings.total_ms = (end - start) * 1000
     if sources and parts:
         timings.ttft_ms = (first_token_at - start) * 1000
@@ -187,5 +194,9 @@ def run_answer(
         if len(parts) > 1 and decode_s > 0:
             timings.tokens_per_s = (len(parts) - 1) / decode_s
     return Answer(
-        text=text, sources=sources, refused=not sources or is_refusal(text), timings=timings
+        text=text,
+        sources=sources,
+        refused=refused,
+        timings=timings,
+        citations_added=bool(suffix),
     )

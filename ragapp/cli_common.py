@@ -58,6 +58,8 @@ def _global(
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # ragapp's own progress notes (INFO) reach the user; libraries stay at WARNING.
+    logging.getLogger("ragapp").setLevel(logging.DEBUG if debug else logging.INFO)
     for noisy in (
         "chromadb",
         "sentence_transformers",

@@ -116,6 +116,7 @@ def cached_onnx(spec: EmbeddingSpec, cache_dir: Path) -> Path:
     if reason:
         raise ModelNotFoundError(f"embedding model {spec.name!r} can't run on onnxruntime: {reason}")
     cache_dir.mkdir(parents=True, exist_ok=True)
+    log.info("preparing %s for onnxruntime (once, a few seconds)", spec.name)
     partial = target.with_suffix(f".{os.getpid()}.partial")
     try:
         # In a child process: torch is needed only for the export, and its memory goes with it.

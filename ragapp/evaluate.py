@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ragapp.citations import cited_numbers
 from ragapp.errors import ConfigError
 from ragapp.types import Answer, Source
 
@@ -132,7 +133,7 @@ def token_f1(prediction: str, gold: str) -> float:
 
 def cited(answer: Answer) -> list[Source]:
     """The sources an answer cites by [n]; all of them when it cites none explicitly."""
-    numbers = {int(m) for m in re.findall(r"\[(\d+)\]", answer.text)}
+    numbers = cited_numbers(answer.text, len(answer.sources))
     chosen = [s for i, s in enumerate(answer.sources, start=1) if i in numbers]
     return chosen or list(answer.sources)
 
@@ -185,7 +186,7 @@ def evaluate(
     """Run every question; the CONTRACT's JSON shape (plus ``answers`` when ``ask`` is given,
     and ``refusal`` when unanswerable questions are)."""
     pairs, latencies = [], []
-    hits = f1s = refused = 0.0
+    hits = f1s = refused = citing = model_citing = 0.0
     ttfts: list[float] = []
     for i, q in enumerate(questions, start=1):
         started = time.perf_counter()
@@ -199,6 +200,10 @@ def evaluate(
             f1s += token_f1(answer.text, q.answer)
             if not answer.refused:
                 ttfts.append(answer.timings.ttft_ms)
+                citing += bool(cited_numbers(answer.text, len(answer.sources)))
+                model_citing += bool(cited_numbers(answer.text, len(answer.sources))) and not (
+                    answer.citations_added
+                )
         if progress is not None:
             progress(i)
     report: dict[str, Any] = retrieval_metrics(pairs)
@@ -217,5 +222,9 @@ def evaluate(
             "f1": f1s / n,
             "refusal_rate": refused / n,
             "ttft_ms_p50": statistics.median(ttfts) if ttfts else 0.0,
+            # shares of the non-refused answers with at least one valid [n] citation: in the
+            # final answer, and written by the model itself (before ragapp's attribution)
+            "citation_rate": citing / len(ttfts) if ttfts else 0.0,
+            "model_citation_rate": model_citing / len(ttfts) if ttfts else 0.0,
         }
     return report

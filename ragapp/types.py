@@ -65,6 +65,7 @@ class Answer:
     sources: list[Source]
     refused: bool = False
     timings: Timings = field(default_factory=Timings)
+    citations_added: bool = False  # the [n] markers at the end were attributed by ragapp
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -72,4 +73,5 @@ class Answer:
             "refused": self.refused,
             "sources": [{"n": n, **s.to_json()} for n, s in enumerate(self.sources, start=1)],
             "timings": asdict(self.timings),
+            "citations_added": self.citations_added,
         }

@@ -19,10 +19,18 @@ SHARED = ROOT.parent / "shared"
 RAGAPP = [sys.executable, "-m", "ragapp"]
 
 
-@pytest.fixture(scope="session")
-def shared_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One cache for the session, so the embedder's ONNX export is built once, not per test."""
-    return tmp_path_factory.mktemp("cache")
+@pytest.fixture(scope="session", autouse=True)
+def shared_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One cache for the session, so the embedder's ONNX export is built once, not per test,
+    and never in the developer's own cache. Set before module-scoped fixtures run."""
+    path = tmp_path_factory.mktemp("cache")
+    before = os.environ.get("RAGAPP_CACHE_DIR")
+    os.environ["RAGAPP_CACHE_DIR"] = str(path)
+    yield path
+    if before is None:
+        os.environ.pop("RAGAPP_CACHE_DIR", None)
+    else:
+        os.environ["RAGAPP_CACHE_DIR"] = before
 
 
 @pytest.fixture(autouse=True)

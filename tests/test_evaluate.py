@@ -77,6 +77,8 @@ def test_evaluate_reports_latency_and_answers() -> None:
         "f1": pytest.approx(token_f1(answer.text, Q.answer)),
         "refusal_rate": 0.0,
         "ttft_ms_p50": 120.0,
+        "citation_rate": 1.0,
+        "model_citation_rate": 1.0,
     }
 
 
@@ -147,7 +149,10 @@ def test_eval_answers_into_a_named_collection(dataset: Path) -> None:
     res = run_cli("--collection", "harbour", "eval", str(dataset), "--answers", "--json")
     assert res.code == 0, res.stderr
     answers = res.json()["answers"]
-    assert set(answers) == {"source_hit", "f1", "refusal_rate", "ttft_ms_p50"}
+    assert set(answers) == {
+        *("source_hit", "f1", "refusal_rate", "ttft_ms_p50"),
+        *("citation_rate", "model_citation_rate"),
+    }
     assert answers["refusal_rate"] == 0.0 and answers["ttft_ms_p50"] > 0
     assert answers["source_hit"] == 1.0  # both gold files are among the cited sources
     status = run_cli("--collection", "harbour", "status", "--json").json()
