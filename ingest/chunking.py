@@ -7,6 +7,7 @@ import hashlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
+from itertools import groupby
 from typing import Any
 
 from ragapp.types import Chunk
@@ -34,15 +35,23 @@ def chunk_elements(
 ) -> list[Chunk]:
     from unstructured.chunking.title import chunk_by_title
 
-    pieces = chunk_by_title(
-        list(elements),
-        max_characters=chunk_size,
-        new_after_n_chars=int(chunk_size * 0.8),
-        combine_text_under_n_chars=0,  # combining would merge across pages
-        overlap=min(chunk_overlap, chunk_size // 2),
-        multipage_sections=False,  # a chunk on one page has one true page number
-        include_orig_elements=True,
-    )
+    def chunk_group(group: list[Any]) -> list[Any]:
+        return chunk_by_title(
+            group,
+            max_characters=chunk_size,
+            new_after_n_chars=int(chunk_size * 0.8),
+            combine_text_under_n_chars=0,  # combining would merge across pages
+            overlap=min(chunk_overlap, chunk_size // 2),
+            multipage_sections=False,  # a chunk on one page has one true page number
+            include_orig_elements=True,
+        )
+
+    # Loaders may tag elements with a section group (HTML sections): chunks never span two.
+    pieces = [
+        piece
+        for _, group in groupby(elements, key=lambda e: getattr(e.metadata, "section_group", None))
+        for piece in chunk_group(list(group))
+    ]
     chunks: list[Chunk] = []
     seen: Counter[str] = Counter()
     index = 0
@@ -74,6 +83,15 @@ def chunk_elements(
         if titles:
             section = titles[-1].text.strip()
     return chunks
+
+
+def embedding_text(chunk: Chunk) -> str:
+    """What is embedded for a chunk: its section title, then its text. The title names the
+    topic that a chunk deep inside a section no longer mentions (+2.4 points MRR@10 on the
+    Debian FAQ, +2.2 on the handbook set; docs/retrieval.md). The stored text is unchanged."""
+    if chunk.section and not chunk.text.startswith(chunk.section):
+        return f"{chunk.section}\n{chunk.text}"
+    return chunk.text
 
 
 def rekey(chunks: Sequence[Chunk], *, source: str, file_type: str) -> list[Chunk]:

@@ -92,10 +92,53 @@ def _image(path: str) -> list[Any]:
     return [el for n, frame in enumerate(frames, 1) for el in _ocr(frame, n, path)]
 
 
+# Section containers: HTML5 <section>/<article>, DocBook and Sphinx <div class="section">,
+# DocBook's sect1..sect3. Their boundaries are where one topic ends and the next begins,
+# even in pages whose headings are missing.
+_SECTION_XPATH = " | ".join(
+    ["//section", "//article"]
+    + [
+        f"//div[contains(concat(' ', normalize-space(@class), ' '), ' {cls} ')]"
+        for cls in ("section", "sect1", "sect2", "sect3")
+    ]
+)
+
+
 def _html(path: str) -> list[Any]:
+    """HTML by section: each innermost section (and the text around sections) is partitioned
+    on its own and tagged with a group number, so chunks never straddle two sections. On the
+    Debian FAQ, whose question headings are missing, this raised recall@5 from 0.748 to 0.813
+    (docs/retrieval.md)."""
+    import lxml.html
     from unstructured.partition.html import partition_html
 
-    return partition_html(filename=path)
+    root = lxml.html.parse(path).getroot()
+    sections = root.xpath(_SECTION_XPATH) if root is not None else []
+    if not sections:
+        return partition_html(filename=path)
+    fragments: list[tuple[int, str]] = []
+    # Deepest first: each section is cut out of its parent, so no text is partitioned twice.
+    for section in sorted(sections, key=lambda e: -sum(1 for _ in e.iterancestors())):
+        fragments.append((section.sourceline or 0, lxml.html.tostring(section, encoding="unicode")))
+        parent = section.getparent()
+        if parent is not None:
+            if section.tail and section.tail.strip():  # remove() drops the tail: keep it in place
+                previous = section.getprevious()
+                if previous is not None:
+                    previous.tail = (previous.tail or "") + section.tail
+                else:
+                    parent.text = (parent.text or "") + section.tail
+            parent.remove(section)
+    body = root.find("body")
+    rest = lxml.html.tostring(body if body is not None else root, encoding="unicode")
+    fragments.append((0, rest))
+    elements: list[Any] = []
+    for group, (_, html) in enumerate(sorted(fragments, key=lambda f: f[0])):
+        for element in partition_html(text=html):
+            element.metadata.section_group = group
+            element.metadata.filename = Path(path).name
+            elements.append(element)
+    return elements
 
 
 def _md(path: str) -> list[Any]:

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from ingest.chunking import chunk_elements, rekey
+from ingest.chunking import chunk_elements, embedding_text, rekey
 from ingest.discover import Discovered, discover, is_under
 from ingest.ledger import FileEntry, Ledger
 from ingest.loaders import LoadError, UnsupportedFile, file_type, is_supported, load_elements
@@ -247,7 +247,7 @@ class _Sync:
         write file by file, each followed by its ledger row."""
         if not self.pending:
             return
-        texts = [c.text for _, chunks in self.pending for c in chunks]
+        texts = [embedding_text(c) for _, chunks in self.pending for c in chunks]
         vectors = self.store.embeddings.embed_documents(texts)
         at = 0
         for job, chunks in self.pending:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from langchain_core.messages import BaseMessage
@@ -16,6 +18,7 @@ from ragapp.embeddings import (
     resolve_embedding_model,
 )
 from ragapp.errors import EmptyCollectionError
+from ragapp.keyword import KeywordIndex
 from ragapp.llms import LoadedLLM, llm_label, load_llm
 from ragapp.retriever import ScoredRetriever, to_source
 from ragapp.settings import Settings
@@ -70,7 +73,27 @@ class RagApp:
             min_score=self.settings.min_score if min_score is None else min_score,
             filter=where,
             mmr_lambda=self.settings.mmr_lambda if self.settings.search == "mmr" else None,
+            keyword=self.keyword_index if self.settings.search == "hybrid" else None,
         )
+
+    @property
+    def _keyword_dir(self) -> Path:
+        return self.settings.data_dir / "keyword" / self.settings.collection
+
+    @cached_property
+    def keyword_index(self) -> KeywordIndex:
+        """The BM25 side of hybrid search, loaded (or rebuilt, if the collection changed)."""
+        index = KeywordIndex(self._keyword_dir, self.store.collection)
+        index.refresh()
+        return index
+
+    def refresh_keyword_index(self) -> None:
+        """Bring the BM25 index up to date now (after an ingest), not at the next question."""
+        if self.settings.search == "hybrid" and self.store.count():
+            self.keyword_index.refresh()
+
+    def drop_keyword_index(self) -> None:
+        shutil.rmtree(self._keyword_dir, ignore_errors=True)
 
     def _require_chunks(self) -> None:
         if self.store.count() == 0:

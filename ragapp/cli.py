@@ -278,6 +278,7 @@ def reset(
     app = RagApp(settings)
     dropped = app.store.drop()
     open_ledger(settings).clear()
+    app.drop_keyword_index()
     err.print(f"collection {settings.collection!r} " + ("deleted" if dropped else "did not exist"))
 
 

@@ -67,6 +67,7 @@ def _global(
         "unstructured",
         "pdfminer",
         "pypandoc",
+        "bm25s",
     ):
         logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.ERROR)
     ctx.obj = {"config": config, "overrides": {"data_dir": data_dir, "collection": collection}}

@@ -74,6 +74,7 @@ def eval_command(
                 lambda i: progress.update(task, completed=i),
                 off_topic,
                 app.settings.min_score,
+                app.settings.top_k,
             )
     finally:
         if scratch is not None:

@@ -117,6 +117,8 @@ def _sync(app: Any, paths: list[Path], json_out: bool, keep_deleted: bool, dry_r
             dry_run=dry_run,
             ledger=open_ledger(app.settings),
         )
+    if not dry_run and (report.chunks or report.removed or report.reused):
+        app.refresh_keyword_index()
     if json_out:
         _print_json(report.to_json())
         return report
@@ -225,6 +227,7 @@ def remove(
     for source in gone:
         chunks += app.store.remove_file(source)
         ledger.forget(source)
+    app.refresh_keyword_index()
     if json_out:
         _print_json({"removed": gone, "chunks": chunks})
     else:

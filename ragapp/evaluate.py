@@ -182,6 +182,7 @@ def evaluate(
     progress: Callable[[int], None] | None = None,
     unanswerable: Sequence[str] = (),
     min_score: float = 0.0,
+    answer_k: int = 4,
 ) -> dict[str, Any]:
     """Run every question; the CONTRACT's JSON shape (plus ``answers`` when ``ask`` is given,
     and ``refusal`` when unanswerable questions are)."""
@@ -210,9 +211,14 @@ def evaluate(
     report["retrieve_ms_p50"] = statistics.median(latencies)
     report["retrieve_ms_p95"] = percentile(latencies, 95)
     if unanswerable:
+        # A question is refused when none of the answer_k passages it would be answered
+        # from reaches min_score: its best score among them decides.
+        def best(results: Sequence[Source]) -> float:
+            return max((s.score for s in results[:answer_k]), default=-1.0)
+
         report["refusal"] = refusal_calibration(
-            [r[0].score if r else -1.0 for _, r in pairs],
-            [(r[0].score if (r := retrieve(q, 1)) else -1.0) for q in unanswerable],
+            [best(r) for _, r in pairs],
+            [best(retrieve(q, answer_k)) for q in unanswerable],
             min_score,
         )
     if ask is not None:

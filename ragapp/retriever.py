@@ -25,17 +25,22 @@ class ScoredRetriever(BaseRetriever):
     min_score: float = -1.0
     filter: dict[str, Any] | None = None  # a Chroma `where` (see metadata_filter)
     mmr_lambda: float | None = None  # set: maximal marginal relevance over 4k candidates
+    keyword: Any = None  # a KeywordIndex: hybrid search, fused by reciprocal rank
+    keyword_weight: float = 0.3
+    rrf_k: int = 10
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
         k = int(kwargs.get("k", self.k))
-        if self.mmr_lambda is None:
+        if self.mmr_lambda is not None:
+            hits = self._mmr(query, k, self.mmr_lambda)
+        elif self.keyword is not None:
+            hits = self._hybrid(query, k)
+        else:
             hits = self.vectorstore.similarity_search_with_relevance_scores(
                 query, k=k, filter=self.filter
             )
-        else:
-            hits = self._mmr(query, k, self.mmr_lambda)
         docs = []
         for doc, score in hits:
             if score < self.min_score:
@@ -43,6 +48,44 @@ class ScoredRetriever(BaseRetriever):
             doc.metadata = {**doc.metadata, "score": round(float(score), 4)}
             docs.append(doc)
         return docs
+
+    def _hybrid(self, query: str, k: int, candidates: int = 50) -> list[tuple[Document, float]]:
+        """Dense and BM25 rankings of up to 50 candidates each, fused by reciprocal rank
+        (1/(rrf_k + rank), BM25's share weighted by keyword_weight). Every hit keeps its
+        cosine relevance as its score, BM25-only hits included, so min_score means the same."""
+        collection = self.vectorstore._collection
+        query_vector = np.array(self.vectorstore.embeddings.embed_query(query))
+        found = collection.query(
+            query_embeddings=[query_vector.tolist()],
+            n_results=max(k, candidates),
+            where=self.filter,
+            include=["documents", "metadatas", "distances"],
+        )
+        docs: dict[str, tuple[Document, float]] = {}
+        for id_, text, meta, distance in zip(
+            found["ids"][0], found["documents"][0], found["metadatas"][0], found["distances"][0],
+            strict=True,
+        ):  # fmt: skip
+            docs[id_] = (Document(text or "", metadata=meta or {}, id=id_), 1.0 - float(distance))
+        keyword_ids = self.keyword.search(query, max(k, candidates))
+        missing = [i for i in keyword_ids if i not in docs]
+        if missing:
+            extra = collection.get(
+                ids=missing, where=self.filter, include=["documents", "metadatas", "embeddings"]
+            )
+            for id_, text, meta, vector in zip(
+                extra["ids"], extra["documents"], extra["metadatas"], extra["embeddings"],
+                strict=True,
+            ):  # fmt: skip
+                score = float(np.dot(query_vector, np.asarray(vector)))
+                docs[id_] = (Document(text or "", metadata=meta or {}, id=id_), score)
+        fused: dict[str, float] = {}
+        for rank, id_ in enumerate(found["ids"][0]):
+            fused[id_] = 1 / (self.rrf_k + rank + 1)
+        for rank, id_ in enumerate(i for i in keyword_ids if i in docs):
+            fused[id_] = fused.get(id_, 0.0) + self.keyword_weight / (self.rrf_k + rank + 1)
+        best = sorted(fused, key=lambda i: -fused[i])[:k]
+        return [docs[i] for i in best]
 
     def _mmr(self, query: str, k: int, lambda_mult: float) -> list[tuple[Document, float]]:
         """Diverse top-k: candidates by relevance, then LangChain's MMR selection over their

@@ -86,9 +86,10 @@ class Settings(BaseSettings):
 
     # --- retrieval -------------------------------------------------------------------------
     top_k: int = Field(default=4, ge=1, le=100, description="Chunks retrieved per question.")
-    search: Literal["similarity", "mmr"] = Field(
-        default="similarity",
-        description="'similarity': the top_k most relevant chunks. 'mmr': maximal marginal "
+    search: Literal["hybrid", "similarity", "mmr"] = Field(
+        default="hybrid",
+        description="'hybrid': dense and BM25 keyword rankings fused by reciprocal rank "
+        "(best on both eval sets). 'similarity': dense only. 'mmr': maximal marginal "
         "relevance, trading some relevance for less repetition among the top_k.",
     )
     mmr_lambda: float = Field(

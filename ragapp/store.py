@@ -21,7 +21,8 @@ from ragapp.settings import Settings
 from ragapp.types import Chunk
 
 # Bump when chunk boundaries or ids change: old collections then need a re-ingest.
-CHUNKER_VERSION = "1"
+# 2: HTML chunks follow section boundaries; the section title is embedded with each chunk.
+CHUNKER_VERSION = "2"
 _WRITE_BATCH = 1000
 
 
