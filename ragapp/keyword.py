@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 _PAGE = 5000  # chunks read from Chroma per request while building
+
+
+def _bm25s() -> Any:
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it sets DEBUG on import
+    return bm25s
 
 
 def ids_fingerprint(ids: list[str]) -> str:
@@ -33,7 +41,7 @@ class KeywordIndex:
 
     def refresh(self) -> None:
         """Load the saved index if it matches the collection, else rebuild and save it."""
-        import bm25s
+        bm25s = _bm25s()
 
         ids = self.collection.get(include=[])["ids"]
         fingerprint = ids_fingerprint(ids)
@@ -47,7 +55,7 @@ class KeywordIndex:
         self._build(ids, fingerprint)
 
     def _build(self, ids: list[str], fingerprint: str) -> None:
-        import bm25s
+        bm25s = _bm25s()
 
         texts: list[str] = []
         ordered: list[str] = []
@@ -74,7 +82,7 @@ class KeywordIndex:
         shutil.rmtree(old, ignore_errors=True)
 
     def search(self, query: str, k: int) -> list[str]:
-        import bm25s
+        bm25s = _bm25s()
 
         if self._bm25 is None:
             self.refresh()

@@ -99,11 +99,11 @@ class Settings(BaseSettings):
         description="For search='mmr': 1 is pure relevance, 0 pure diversity (0.9 measured best).",
     )
     min_score: float = Field(
-        default=0.25,
+        default=0.275,
         ge=-1.0,
         le=1.0,
         description="Cosine relevance below which a chunk is ignored; if none is left the "
-        "answer is an explicit refusal instead of a guess. 0.25 is calibrated with "
+        "answer is an explicit refusal instead of a guess. 0.275 is calibrated with "
         "`ragapp eval --unanswerable` on the Debian FAQ (README, 'Refusals').",
     )
 

@@ -201,7 +201,7 @@ def test_chat_keeps_a_conversation(corpus: Corpus) -> None:
     # Alone, "How can I reach him?" matches nothing above min_score (it would be refused);
     # searched with the conversation's context, its best source is the safety procedures.
     alone = corpus.cli("retrieve", "How can I reach him?", "--json").json()["results"]
-    assert max(r["score"] for r in alone) < 0.25
+    assert max(r["score"] for r in alone) < 0.275  # min_score
     assert "follow-up 'How can I reach him?' searched as" in res.stderr
     first_of_second = blocks[2].strip().splitlines()[0]
     assert "safety-procedures.docx" in first_of_second

@@ -132,7 +132,7 @@ def test_eval_command_on_a_dataset(dataset: Path) -> None:
     )
     refusal = run_cli("eval", str(dataset), "--unanswerable", str(off_topic), "--json").json()
     assert refusal["refusal"]["n_unanswerable"] == 2
-    assert refusal["refusal"]["min_score"] == 0.25  # the configured threshold
+    assert refusal["refusal"]["min_score"] == 0.275  # the configured threshold
     assert refusal["refusal"]["unanswerable_refused"] == 1.0
     assert refusal["refusal"]["answerable_refused"] == 0.0
     assert report["n"] == len(FACTS)
