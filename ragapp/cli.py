@@ -285,6 +285,31 @@ def reset(
 # --- entry point ----------------------------------------------------------------------------------------
 
 
+_STATUS_STYLE = {"ok": "green", "info": "dim", "warn": "yellow", "error": "red"}
+
+
+@cli.command()
+def doctor(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """What runs where: llama.cpp build and GPU offload, the model and its prompt format,
+    context size, embedding model, store. Warns about each problem found.
+
+    Example:  ragapp doctor
+    """
+    from ragapp.doctor import diagnose
+
+    diagnosis = diagnose(_settings(ctx))
+    if json_out:
+        _print_json(diagnosis.to_json())
+    else:
+        table = Table(show_header=False, box=None, padding=(0, 1))
+        for check in diagnosis.checks:
+            style = _STATUS_STYLE.get(check.status, "")
+            table.add_row(f"[{style}]{check.status:>5}[/]", check.name, Text(check.detail))
+        out.print(table)
+    if diagnosis.failed:
+        raise typer.Exit(EXIT_ERROR)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry: map errors to exit codes and one-line messages."""
     args = sys.argv[1:] if argv is None else argv

@@ -1,0 +1,222 @@
+"""`ragapp doctor`: what runs where, and a warning for each problem found.
+
+Nothing here generates text or downloads anything: the GGUF is opened vocabulary-only to
+read its metadata, and the store is only counted.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ragapp.settings import Settings
+
+_GPU_BACKENDS = ("CUDA", "Metal", "Vulkan", "HIP", "ROCm", "SYCL", "OpenCL")
+
+
+@dataclass
+class Check:
+    name: str
+    status: str  # "ok" | "warn" | "error" | "info"
+    detail: str
+
+
+@dataclass
+class Diagnosis:
+    checks: list[Check] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, name: str, status: str, detail: str) -> None:
+        self.checks.append(Check(name, status, detail))
+
+    @property
+    def failed(self) -> bool:
+        return any(c.status == "error" for c in self.checks)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.facts, "checks": [asdict(c) for c in self.checks]}
+
+
+def llama_build() -> dict[str, Any]:
+    """Which accelerator this llama-cpp-python build can offload to."""
+    import llama_cpp
+
+    info = llama_cpp.llama_print_system_info().decode(errors="replace")
+    found = [b for b in _GPU_BACKENDS if re.search(rf"\b{b}\b", info, re.I)]
+    gpu = bool(llama_cpp.llama_supports_gpu_offload())
+    return {
+        "version": llama_cpp.__version__,
+        "gpu_offload": gpu,
+        "backend": (found[0] if found else "GPU") if gpu else "CPU",
+        "system_info": info.strip(),
+    }
+
+
+@contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """llama.cpp's C code writes to fd 2 directly, whatever verbose says."""
+    sys.stderr.flush()
+    fd = sys.stderr.fileno()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), fd)
+            yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
+def _model_metadata(path: str) -> dict[str, Any]:
+    from llama_cpp import Llama
+
+    with _quiet_stderr():
+        model = Llama(model_path=path, vocab_only=True, verbose=False)
+    try:
+        return dict(model.metadata)
+    finally:
+        model.close()
+
+
+def diagnose(settings: Settings) -> Diagnosis:
+    d = Diagnosis()
+    _llm(settings, d)
+    _embedding(settings, d)
+    _store(settings, d)
+    return d
+
+
+def _llm(settings: Settings, d: Diagnosis) -> None:
+    from ragapp.errors import RagappError
+    from ragapp.llms import gguf_path
+    from ragapp.prompts import choose_format, detect_family
+
+    if settings.llm_backend != "llamacpp":
+        d.add(
+            "llm backend",
+            "error",
+            f"{settings.llm_backend!r} is not available in this version; use llamacpp",
+        )
+        return
+    build = llama_build()
+    d.facts["llamacpp"] = build
+    try:
+        path = gguf_path(settings)
+    except RagappError as exc:
+        d.add("llm model", "error", str(exc))
+        return
+    meta = _model_metadata(str(path))
+    arch = meta.get("general.architecture", "")
+    layers = int(meta.get(f"{arch}.block_count", 0) or 0)
+    trained_ctx = int(meta.get(f"{arch}.context_length", 0) or 0)
+    family = detect_family(meta)
+    chosen = choose_format(settings.prompt_format, meta).family
+    requested = settings.n_gpu_layers
+    wanted = layers + 1 if requested < 0 else min(requested, layers + 1)  # +1: output layer
+    offloaded = wanted if build["gpu_offload"] else 0
+    d.facts["model"] = {
+        "path": str(path),
+        "size_mb": round(path.stat().st_size / 2**20, 1),
+        "architecture": arch,
+        "layers": layers,
+        "context_trained": trained_ctx,
+        "template_family": family,
+        "prompt_format": chosen,
+        "n_gpu_layers": requested,
+        "layers_offloaded": offloaded,
+    }
+    d.add("llm model", "ok", f"{path.name} ({arch}, {layers} layers), prompt format {chosen}")
+    if family is None and settings.prompt_format == "auto":
+        d.add(
+            "prompt format",
+            "warn",
+            f"no known family in the GGUF; using {chosen}. Set prompt_format if answers look off",
+        )
+    if requested != 0 and not build["gpu_offload"]:
+        d.add(
+            "gpu offload",
+            "warn",
+            f"n_gpu_layers={requested} asks for the GPU, but this llama-cpp-python build is "
+            "CPU-only: everything runs on the CPU. Rebuild it with CUDA/Metal/Vulkan "
+            "(README, 'GPU offload')",
+        )
+    elif build["gpu_offload"]:
+        d.add("gpu offload", "ok", f"{offloaded} of {layers + 1} layers on {build['backend']}")
+    else:
+        d.add("gpu offload", "info", "CPU only (n_gpu_layers=0)")
+    # What a full prompt needs: instructions + top_k chunks (about 4 characters a token) +
+    # the answer; history comes on top of this in chat.
+    need = 200 + settings.top_k * (settings.chunk_size // 4 + 20) + settings.max_tokens
+    d.facts["context"] = {"n_ctx": settings.n_ctx, "estimated_need": need}
+    if need > settings.n_ctx:
+        d.add(
+            "context",
+            "warn",
+            f"n_ctx {settings.n_ctx} < about {need} tokens for {settings.top_k} chunks of "
+            f"{settings.chunk_size} chars + {settings.max_tokens} answer tokens: "
+            "lower-ranked chunks will be dropped (raise RAGAPP_N_CTX)",
+        )
+    else:
+        d.add("context", "ok", f"n_ctx {settings.n_ctx}, about {need} needed")
+    if trained_ctx and settings.n_ctx > trained_ctx:
+        d.add(
+            "context",
+            "warn",
+            f"n_ctx {settings.n_ctx} exceeds the {trained_ctx} tokens the model was trained on",
+        )
+
+
+def _embedding(settings: Settings, d: Diagnosis) -> None:
+    from ragapp.embeddings import embedding_dimension, resolve_embedding_model
+    from ragapp.embeddings_onnx import onnx_supported
+    from ragapp.errors import RagappError
+
+    try:
+        spec = resolve_embedding_model(settings.embedding_model)
+    except RagappError as exc:
+        d.add("embedding model", "error", str(exc))
+        return
+    cached = sorted((settings.cache_dir / "onnx").glob(f"{spec.name}-*.onnx"))
+    why_not = onnx_supported(spec.path)
+    runtime = "torch" if settings.embedding_runtime == "torch" or why_not else "onnx"
+    d.facts["embedding"] = {
+        "model": spec.name,
+        "path": str(spec.path),
+        "dimension": embedding_dimension(spec),
+        "runtime": runtime,
+        "onnx_export": str(cached[-1]) if cached else None,
+    }
+    detail = f"{spec.name} ({embedding_dimension(spec)}-d) on {runtime}"
+    if runtime == "onnx" and not cached:
+        detail += " (exported on first use, a few seconds)"
+    if why_not and settings.embedding_runtime != "torch":
+        detail += f" (onnxruntime not possible: {why_not})"
+    d.add("embedding model", "ok", detail)
+
+
+def _store(settings: Settings, d: Diagnosis) -> None:
+    from ragapp.app import RagApp
+    from ragapp.errors import RagappError
+
+    app = RagApp(settings)
+    where = settings.chroma_url or str(settings.store_path)
+    try:
+        exists = app.store.exists()
+        chunks = app.store.count() if exists else 0
+    except RagappError as exc:
+        d.add("store", "error", str(exc))
+        return
+    d.facts["store"] = {"location": where, "collection": settings.collection, "chunks": chunks}
+    if chunks:
+        d.add("store", "ok", f"{where}, collection {settings.collection!r}: {chunks} chunks")
+    else:
+        d.add(
+            "store",
+            "warn",
+            f"{where}: collection {settings.collection!r} is empty (run `ragapp ingest PATH`)",
+        )
