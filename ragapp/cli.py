@@ -310,6 +310,28 @@ def doctor(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         raise typer.Exit(EXIT_ERROR)
 
 
+@cli.command()
+def models(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """The local models ragapp can use: the bundled one and the .gguf files in models_dir.
+
+    Example:  ragapp models   (then: RAGAPP_LLM_MODEL=/path/to/model.gguf ragapp ask ...)
+    """
+    from ragapp.doctor import list_models
+
+    settings = _settings(ctx)
+    found = list_models(settings)
+    if json_out:
+        _print_json({"models": found, "models_dir": str(settings.models_dir)})
+        return
+    table = Table(title=f"models_dir: {settings.models_dir}", title_justify="left")
+    for column in ("", "name", "family", "size", "path"):
+        table.add_column(column)
+    for m in found:
+        family = m.get("template_family") or m.get("error") or "unknown"
+        table.add_row("*" if m["selected"] else "", m["name"], family, f"{m['size_mb']} MB", m["path"])
+    out.print(table)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry: map errors to exit codes and one-line messages."""
     args = sys.argv[1:] if argv is None else argv

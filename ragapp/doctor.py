@@ -220,3 +220,41 @@ def _store(settings: Settings, d: Diagnosis) -> None:
             "warn",
             f"{where}: collection {settings.collection!r} is empty (run `ragapp ingest PATH`)",
         )
+
+
+def list_models(settings: Settings) -> list[dict[str, Any]]:
+    """The usable local models: the bundled GGUF and every .gguf under models_dir, with
+    architecture, size, chat-template family and whether it is the configured one."""
+    from pathlib import Path
+
+    from ragapp.bundled import llm_gguf
+    from ragapp.prompts import detect_family
+    from ragapp.settings import BUNDLED
+
+    configured = None
+    if settings.llm_backend == "llamacpp":
+        configured = (
+            str(llm_gguf())
+            if settings.llm_model == BUNDLED
+            else str(Path(settings.llm_model).expanduser().absolute())
+        )
+    paths = [("bundled", llm_gguf())]
+    if settings.models_dir.is_dir():
+        paths += [("models_dir", p) for p in sorted(settings.models_dir.rglob("*.gguf"))]
+    found = []
+    for origin, path in paths:
+        row: dict[str, Any] = {
+            "name": "bundled" if origin == "bundled" else path.stem,
+            "path": str(path),
+            "origin": origin,
+            "size_mb": round(path.stat().st_size / 2**20, 1),
+            "selected": str(path) == configured,
+        }
+        try:
+            meta = _model_metadata(str(path))
+            row["architecture"] = meta.get("general.architecture")
+            row["template_family"] = detect_family(meta)
+        except Exception as exc:  # noqa: BLE001 - a broken file is listed with the reason
+            row["error"] = f"cannot read: {exc}"
+        found.append(row)
+    return found

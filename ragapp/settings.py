@@ -117,6 +117,10 @@ class Settings(BaseSettings):
         "'bundled' is SmolLM2-135M-Instruct shipped with ragapp.",
     )
     llm_base_url: str = Field(default="", description="Server URL for the ollama/openai backends.")
+    models_dir: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_data_dir("ragapp")) / "models",
+        description="Folder searched (recursively) for .gguf files by `ragapp models`.",
+    )
     prompt_format: PromptFamily = Field(
         default="auto",
         description="Prompt format; 'auto' picks it from the model's chat template.",
@@ -154,7 +158,7 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("data_dir", "cache_dir")
+    @field_validator("data_dir", "cache_dir", "models_dir")
     @classmethod
     def _expand(cls, value: Path) -> Path:
         return value.expanduser().resolve()

@@ -48,3 +48,22 @@ def test_doctor_warns_about_a_small_context_and_fails_on_a_missing_model(tmp_pat
     missing = run_cli("doctor", env={"RAGAPP_LLM_MODEL": str(tmp_path / "nope.gguf")})
     assert missing.code == 1
     assert "LLM model file not found" in missing.stdout
+
+
+def test_models_lists_the_bundled_model_and_the_models_dir(tmp_path: Path) -> None:
+    import os
+
+    from ragapp.bundled import llm_gguf
+
+    models = tmp_path / "models"
+    (models / "sub").mkdir(parents=True)
+    os.symlink(llm_gguf(), models / "sub" / "my-copy.gguf")
+    (models / "broken.gguf").write_text("not a gguf\n")
+    env = {"RAGAPP_MODELS_DIR": str(models), "RAGAPP_LLM_MODEL": str(models / "sub" / "my-copy.gguf")}
+    res = run_cli("models", "--json", env=env)
+    assert res.code == 0, res.stderr
+    rows = {m["name"]: m for m in res.json()["models"]}
+    assert set(rows) == {"bundled", "broken", "my-copy"}
+    assert rows["my-copy"]["selected"] and not rows["bundled"]["selected"]
+    assert rows["my-copy"]["template_family"] == rows["bundled"]["template_family"] == "chatml"
+    assert rows["broken"]["error"].startswith("cannot read:")
