@@ -89,8 +89,12 @@ class RagApp:
 
     def refresh_keyword_index(self) -> None:
         """Bring the BM25 index up to date now (after an ingest), not at the next question."""
-        if self.settings.search == "hybrid" and self.store.count():
+        if self.settings.search != "hybrid" or not self.store.count():
+            return
+        if "keyword_index" in self.__dict__:
             self.keyword_index.refresh()
+        else:
+            self.keyword_index  # noqa: B018  (the first access loads or rebuilds it)
 
     def drop_keyword_index(self) -> None:
         shutil.rmtree(self._keyword_dir, ignore_errors=True)

@@ -184,14 +184,15 @@ def _embedding(settings: Settings, d: Diagnosis) -> None:
     cached = sorted((settings.cache_dir / "onnx").glob(f"{spec.name}-*.onnx"))
     why_not = onnx_supported(spec.path)
     runtime = "torch" if settings.embedding_runtime == "torch" or why_not else "onnx"
+    dim = embedding_dimension(spec)
     d.facts["embedding"] = {
         "model": spec.name,
         "path": str(spec.path),
-        "dimension": embedding_dimension(spec),
+        "dimension": dim,
         "runtime": runtime,
         "onnx_export": str(cached[-1]) if cached else None,
     }
-    detail = f"{spec.name} ({embedding_dimension(spec)}-d) on {runtime}"
+    detail = f"{spec.name} ({dim}-d) on {runtime}"
     if runtime == "onnx" and not cached:
         detail += " (exported on first use, a few seconds)"
     if why_not and settings.embedding_runtime != "torch":

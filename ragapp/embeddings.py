@@ -49,8 +49,12 @@ def load_embeddings(
     verified); "auto" does that when it can and otherwise uses sentence-transformers on torch.
     """
     if runtime in ("onnx", "auto") and cache_dir is not None:
-        from ragapp.embeddings_onnx import OnnxEmbeddings, cached_onnx
+        from ragapp.embeddings_onnx import OnnxEmbeddings, cached_onnx, onnx_supported
 
+        why_not = onnx_supported(spec.path)
+        if runtime == "auto" and why_not:
+            log.debug("embedding on torch: %s", why_not)  # a normal case, not a problem
+            return _torch_embeddings(spec, batch_size)
         try:
             return OnnxEmbeddings(cached_onnx(spec, cache_dir), spec, batch_size)
         except Exception as exc:  # noqa: BLE001 - any export problem means: use torch instead

@@ -201,10 +201,9 @@ def evaluate(
             f1s += token_f1(answer.text, q.answer)
             if not answer.refused:
                 ttfts.append(answer.timings.ttft_ms)
-                citing += bool(cited_numbers(answer.text, len(answer.sources)))
-                model_citing += bool(cited_numbers(answer.text, len(answer.sources))) and not (
-                    answer.citations_added
-                )
+                cites = bool(cited_numbers(answer.text, len(answer.sources)))
+                citing += cites
+                model_citing += cites and not answer.citations_added
         if progress is not None:
             progress(i)
     report: dict[str, Any] = retrieval_metrics(pairs)

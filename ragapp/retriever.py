@@ -49,28 +49,35 @@ class ScoredRetriever(BaseRetriever):
             docs.append(doc)
         return docs
 
+    def _dense(
+        self, query_vector: np.ndarray, n: int, vectors: bool = False
+    ) -> tuple[list[tuple[Document, float]], list[Any]]:
+        """The n nearest chunks with their cosine relevance (and stored vectors if asked),
+        in one Chroma query."""
+        include = ["documents", "metadatas", "distances"] + (["embeddings"] if vectors else [])
+        found = self.vectorstore._collection.query(
+            query_embeddings=[query_vector.tolist()], n_results=n, where=self.filter, include=include
+        )
+        hits = [
+            (Document(text or "", metadata=meta or {}, id=id_), 1.0 - float(distance))
+            for id_, text, meta, distance in zip(
+                found["ids"][0], found["documents"][0], found["metadatas"][0], found["distances"][0],
+                strict=True,
+            )
+        ]  # fmt: skip
+        return hits, list(found["embeddings"][0]) if vectors else []
+
     def _hybrid(self, query: str, k: int, candidates: int = 50) -> list[tuple[Document, float]]:
         """Dense and BM25 rankings of up to 50 candidates each, fused by reciprocal rank
         (1/(rrf_k + rank), BM25's share weighted by keyword_weight). Every hit keeps its
         cosine relevance as its score, BM25-only hits included, so min_score means the same."""
-        collection = self.vectorstore._collection
         query_vector = np.array(self.vectorstore.embeddings.embed_query(query))
-        found = collection.query(
-            query_embeddings=[query_vector.tolist()],
-            n_results=max(k, candidates),
-            where=self.filter,
-            include=["documents", "metadatas", "distances"],
-        )
-        docs: dict[str, tuple[Document, float]] = {}
-        for id_, text, meta, distance in zip(
-            found["ids"][0], found["documents"][0], found["metadatas"][0], found["distances"][0],
-            strict=True,
-        ):  # fmt: skip
-            docs[id_] = (Document(text or "", metadata=meta or {}, id=id_), 1.0 - float(distance))
+        dense, _ = self._dense(query_vector, max(k, candidates))
+        docs = {doc.id: (doc, score) for doc, score in dense}
         keyword_ids = self.keyword.search(query, max(k, candidates))
         missing = [i for i in keyword_ids if i not in docs]
         if missing:
-            extra = collection.get(
+            extra = self.vectorstore._collection.get(
                 ids=missing, where=self.filter, include=["documents", "metadatas", "embeddings"]
             )
             for id_, text, meta, vector in zip(
@@ -80,8 +87,8 @@ class ScoredRetriever(BaseRetriever):
                 score = float(np.dot(query_vector, np.asarray(vector)))
                 docs[id_] = (Document(text or "", metadata=meta or {}, id=id_), score)
         fused: dict[str, float] = {}
-        for rank, id_ in enumerate(found["ids"][0]):
-            fused[id_] = 1 / (self.rrf_k + rank + 1)
+        for rank, (doc, _) in enumerate(dense):
+            fused[str(doc.id)] = 1 / (self.rrf_k + rank + 1)
         for rank, id_ in enumerate(i for i in keyword_ids if i in docs):
             fused[id_] = fused.get(id_, 0.0) + self.keyword_weight / (self.rrf_k + rank + 1)
         best = sorted(fused, key=lambda i: -fused[i])[:k]
@@ -92,18 +99,11 @@ class ScoredRetriever(BaseRetriever):
         stored vectors; each hit keeps its own relevance score."""
         from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
-        candidates = self.vectorstore.similarity_search_with_relevance_scores(
-            query, k=4 * k, filter=self.filter
-        )
+        query_vector = np.array(self.vectorstore.embeddings.embed_query(query))
+        candidates, vectors = self._dense(query_vector, 4 * k, vectors=True)
         if len(candidates) <= 1:
             return candidates
-        ids = [doc.id for doc, _ in candidates]
-        stored = self.vectorstore.get(ids=ids, include=["embeddings"])
-        vectors = dict(zip(stored["ids"], stored["embeddings"], strict=True))
-        query_vector = self.vectorstore.embeddings.embed_query(query)
-        chosen = maximal_marginal_relevance(
-            np.array(query_vector), [vectors[i] for i in ids], lambda_mult=lambda_mult, k=k
-        )
+        chosen = maximal_marginal_relevance(query_vector, vectors, lambda_mult=lambda_mult, k=k)
         return [candidates[i] for i in chosen]
 
 
