@@ -9,9 +9,10 @@ DEMO_Q ?= What was the cooperative's total income for 2025?
 
 .PHONY: install system-deps demo test lint bench lock clean
 
-# Debian packages for OCR (scanned PDFs, images) and pandoc formats (odt, rtf, epub).
+# Debian packages for OCR (scanned PDFs, images), pandoc formats (odt, rtf, epub) and the
+# browser the web UI tests drive (chromium).
 # Optional for users: without them those files are skipped with the reason. CI installs them.
-SYSTEM_DEPS := tesseract-ocr tesseract-ocr-eng poppler-utils pandoc
+SYSTEM_DEPS := tesseract-ocr tesseract-ocr-eng poppler-utils pandoc chromium
 
 $(STAMP): pyproject.toml $(LOCK)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "ragapp needs Python 3.11 (set PYTHON=python3.11)")'

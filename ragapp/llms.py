@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,13 +28,20 @@ class LoadedLLM:
     metadata: dict[str, Any]
     n_ctx: int = 4096
     max_tokens: int = 256
+    # The model's own tokenizer (text -> token count); None: estimate from the length.
+    tokenizer: Callable[[str], int] | None = None
 
     def count_tokens(self, text: str) -> int:
-        """Tokens in ``text`` by the model's own tokenizer (4 chars a token without one)."""
-        client = getattr(self.llm, "client", None)
-        if client is None:
-            return len(text) // 4 + 1
-        return len(client.tokenize(text.encode("utf-8"), add_bos=True, special=True))
+        """Tokens in ``text`` by the model's own tokenizer. Without one, a deliberately high
+        estimate (one token per 3 characters), so an estimated prompt is never cut."""
+        if self.tokenizer is not None:
+            return self.tokenizer(text)
+        return len(text) // 3 + 1
+
+
+def llama_tokenizer(client: Any) -> Callable[[str], int]:
+    """Token counter of a loaded ``llama_cpp.Llama`` (BOS included, special tokens parsed)."""
+    return lambda text: len(client.tokenize(text.encode("utf-8"), add_bos=True, special=True))
 
 
 def gguf_path(settings: Settings) -> Path:
@@ -87,6 +95,7 @@ def load_llamacpp(settings: Settings) -> LoadedLLM:
         metadata=metadata,
         n_ctx=settings.n_ctx,
         max_tokens=settings.max_tokens,
+        tokenizer=llama_tokenizer(llm.client),
     )
 
 

@@ -82,12 +82,23 @@ def _docs(n: int, size: int) -> list[Document]:
     ]
 
 
+def _quarter(text: str) -> int:
+    """A stand-in tokenizer: one token per 4 characters."""
+    return len(text) // 4 + 1
+
+
 def test_lowest_ranked_chunks_are_dropped_to_fit_the_context() -> None:
     loaded = LoadedLLM(
-        FakeListLLM(responses=["ok"]), FORMATS["chatml"], "fake", {}, n_ctx=700, max_tokens=100
+        FakeListLLM(responses=["ok"]),
+        FORMATS["chatml"],
+        "fake",
+        {},
+        n_ctx=700,
+        max_tokens=100,
+        tokenizer=_quarter,
     )
     answer = run_answer(build_chain(ListRetriever(docs=_docs(4, 800)), loaded), "q?")
-    # ~200 fallback tokens a passage: 2 fit in 600 with the instructions, the best two
+    # ~200 tokens a passage: 2 fit in 600 with the instructions, the best two
     assert [s.source for s in answer.sources] == ["/d/0.md", "/d/1.md"]
 
 
@@ -97,7 +108,13 @@ def test_a_prompt_that_cannot_fit_is_a_clear_error() -> None:
     from ragapp.errors import ContextOverflowError
 
     loaded = LoadedLLM(
-        FakeListLLM(responses=["ok"]), FORMATS["chatml"], "fake", {}, n_ctx=300, max_tokens=100
+        FakeListLLM(responses=["ok"]),
+        FORMATS["chatml"],
+        "fake",
+        {},
+        n_ctx=300,
+        max_tokens=100,
+        tokenizer=_quarter,
     )
     with pytest.raises(ContextOverflowError, match="raise RAGAPP_N_CTX"):
         run_answer(build_chain(ListRetriever(docs=_docs(2, 2000)), loaded), "q?")
@@ -112,7 +129,13 @@ def test_history_is_trimmed_oldest_first_after_the_chunks() -> None:
             return "ok"
 
     loaded = LoadedLLM(
-        Recording(responses=["ok"]), FORMATS["chatml"], "fake", {}, n_ctx=700, max_tokens=100
+        Recording(responses=["ok"]),
+        FORMATS["chatml"],
+        "fake",
+        {},
+        n_ctx=700,
+        max_tokens=100,
+        tokenizer=_quarter,
     )
     turns = [(f"old question {i} " + "y" * 300, f"answer {i} " + "z" * 300) for i in range(3)]
     history = history_messages(turns, turns=4)
@@ -158,6 +181,8 @@ def test_follow_ups_are_rewritten_before_retrieval() -> None:
     # a self-contained question is searched as asked, without an LLM call
     retriever = QueryRecorder(docs=[doc], queries=[])
     llm = _loaded(["The fee is 37 pounds [1]."])
-    answer = run_answer(build_chain(retriever, llm), "How much is the yearly membership fee?", history)
+    answer = run_answer(
+        build_chain(retriever, llm), "How much is the yearly membership fee?", history
+    )
     assert retriever.queries == ["How much is the yearly membership fee?"]
     assert answer.text == "The fee is 37 pounds [1]."  # the first response was not used up
