@@ -102,6 +102,10 @@ def load_llamacpp(settings: Settings) -> LoadedLLM:
 def load_llm(settings: Settings) -> LoadedLLM:
     if settings.llm_backend == "llamacpp":
         return load_llamacpp(settings)
+    if settings.llm_backend == "gpt4all":
+        from ragapp.llm_gpt4all import load_gpt4all
+
+        return load_gpt4all(settings)
     raise BackendError(
         f"the {settings.llm_backend!r} LLM backend is not available in this version of ragapp; "
         "use RAGAPP_LLM_BACKEND=llamacpp"
