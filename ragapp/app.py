@@ -58,7 +58,8 @@ class RagApp:
 
     @property
     def llm_label(self) -> str:
-        return llm_label(self.settings)
+        """The loaded model's name (a server's model, once asked), else the configured one."""
+        return self.llm.label if "llm" in self.__dict__ else llm_label(self.settings)
 
     def retriever(
         self,
@@ -124,4 +125,12 @@ class RagApp:
         on_token: Any = None,
         where: dict[str, Any] | None = None,
     ) -> Answer:
-        return run_answer(self.chain(k, where), question, history, on_token)
+        chain = self.chain(k, where)
+        try:
+            return run_answer(chain, question, history, on_token)
+        except Exception as exc:
+            describe = self.llm.describe_error
+            translated = describe(exc) if describe is not None else None
+            if translated is None:
+                raise
+            raise translated from exc

@@ -49,17 +49,11 @@ def standalone_question(loaded: LoadedLLM, question: str, history: Sequence[Base
     instead), the previous question and the follow-up are searched together."""
     if not history or not is_follow_up(question):
         return question
-    fmt = loaded.prompt_format
     transcript = "\n".join(
         f"{'User' if isinstance(m, HumanMessage) else 'Assistant'}: {m.content}"
         for m in history[-4:]
     )
-    rewrite = (
-        CONDENSE_PROMPT
-        | RunnableLambda(fmt.render, name="render_condense")
-        | loaded.llm.bind(stop=[*fmt.stop, "\n"], max_tokens=64)
-        | StrOutputParser()
-    )
+    rewrite = CONDENSE_PROMPT | loaded.generate(stop=["\n"], max_tokens=64) | StrOutputParser()
     candidate = rewrite.invoke({"transcript": transcript, "question": question}).strip().strip('"')
     plausible = (
         candidate.endswith("?")
@@ -110,14 +104,8 @@ def fit_context(loaded: LoadedLLM, x: dict[str, Any]) -> dict[str, Any]:
 def build_chain(retriever: BaseRetriever, loaded: LoadedLLM) -> Runnable[dict[str, Any], Any]:
     """Input: {"question": str, "history": [messages]}. Output (streamed): {"sources"}, then
     {"answer": token}..."""
-    fmt = loaded.prompt_format
-    generate = (
-        ANSWER_PROMPT
-        | RunnableLambda(fmt.render, name="render_prompt")
-        # small models go on to invent the next "Question:" of our template: stop there
-        | loaded.llm.bind(stop=[*fmt.stop, "\nQuestion:"])
-        | StrOutputParser()
-    )
+    # small models go on to invent the next "Question:" of our template: stop there
+    generate = ANSWER_PROMPT | loaded.generate(stop=["\nQuestion:"]) | StrOutputParser()
     answer = RunnableBranch(
         (lambda x: not x["sources"], RunnableLambda(lambda _: REFUSAL, name="refuse")),
         generate,

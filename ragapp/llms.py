@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from langchain_core.language_models import BaseLLM
+from langchain_core.language_models import BaseChatModel, BaseLLM
+from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
 
 from ragapp.bundled import BUNDLED_LLM, llm_gguf
-from ragapp.errors import BackendError, ModelNotFoundError
+from ragapp.errors import BackendError, ModelNotFoundError, RagappError
 from ragapp.prompts import PromptFormat, choose_format
 from ragapp.settings import BUNDLED, Settings
 
@@ -20,9 +21,15 @@ _KV_TYPES = {"f16": 1, "q8_0": 8, "q4_0": 2}  # llama_cpp.GGML_TYPE_*
 
 @dataclass
 class LoadedLLM:
-    """A ready LLM, the prompt format it needs, and what to call it in output."""
+    """A ready LLM, the prompt format it needs, and what to call it in output.
 
-    llm: BaseLLM
+    A text LLM (``BaseLLM``) gets the prompt rendered by ``prompt_format`` into the exact
+    string its model family was trained on. A chat model (``BaseChatModel``: a server that
+    applies its own model's chat template) gets the messages; its ``prompt_format`` only
+    serves to count tokens.
+    """
+
+    llm: BaseLLM | BaseChatModel
     prompt_format: PromptFormat
     label: str
     metadata: dict[str, Any]
@@ -30,6 +37,8 @@ class LoadedLLM:
     max_tokens: int = 256
     # The model's own tokenizer (text -> token count); None: estimate from the length.
     tokenizer: Callable[[str], int] | None = None
+    # Turns what a server backend's client raised into a one-line error (None: not its).
+    describe_error: Callable[[BaseException], RagappError | None] | None = None
 
     def count_tokens(self, text: str) -> int:
         """Tokens in ``text`` by the model's own tokenizer. Without one, a deliberately high
@@ -37,6 +46,20 @@ class LoadedLLM:
         if self.tokenizer is not None:
             return self.tokenizer(text)
         return len(text) // 3 + 1
+
+    @property
+    def is_chat(self) -> bool:
+        return isinstance(self.llm, BaseChatModel)
+
+    def generate(self, stop: list[str], **kwargs: Any) -> Runnable[Any, Any]:
+        """prompt (a PromptValue) -> model output, rendered for a text LLM, ending at the
+        format's stop strings and ``stop``."""
+        render: Runnable[Any, Any] = (
+            RunnablePassthrough()
+            if self.is_chat
+            else RunnableLambda(self.prompt_format.render, name="render_prompt")
+        )
+        return render | self.llm.bind(stop=[*self.prompt_format.stop, *stop], **kwargs)
 
 
 def llama_tokenizer(client: Any) -> Callable[[str], int]:
@@ -80,6 +103,7 @@ def load_llamacpp(settings: Settings) -> LoadedLLM:
             use_mlock=settings.use_mlock,
             seed=settings.seed,
             temperature=settings.temperature,
+            repeat_penalty=settings.repeat_penalty,
             max_tokens=settings.max_tokens,
             streaming=True,
             verbose=False,
@@ -102,11 +126,16 @@ def load_llamacpp(settings: Settings) -> LoadedLLM:
 def load_llm(settings: Settings) -> LoadedLLM:
     if settings.llm_backend == "llamacpp":
         return load_llamacpp(settings)
+    if settings.llm_backend == "ollama":
+        from ragapp.llm_servers import load_ollama
+
+        return load_ollama(settings)
+    if settings.llm_backend == "openai":
+        from ragapp.llm_servers import load_openai
+
+        return load_openai(settings)
     if settings.llm_backend == "gpt4all":
         from ragapp.llm_gpt4all import load_gpt4all
 
         return load_gpt4all(settings)
-    raise BackendError(
-        f"the {settings.llm_backend!r} LLM backend is not available in this version of ragapp; "
-        "use RAGAPP_LLM_BACKEND=llamacpp"
-    )
+    raise BackendError(f"unknown LLM backend {settings.llm_backend!r}")

@@ -50,7 +50,10 @@ CONDENSE_PROMPT = ChatPromptTemplate.from_messages(
             "rewrite the follow-up as one standalone question that names what it refers to. "
             "Reply with the question only.",
         ),
-        ("human", "Conversation:\n{transcript}\n\nFollow-up question: {question}\n\nStandalone question:"),
+        (
+            "human",
+            "Conversation:\n{transcript}\n\nFollow-up question: {question}\n\nStandalone question:",
+        ),
     ]
 )
 
@@ -158,6 +161,10 @@ FORMATS: dict[str, PromptFormat] = {
     "gemma": PromptFormat("gemma", _gemma, ["<end_of_turn>", "<start_of_turn>"]),
     "phi3": PromptFormat("phi3", _phi3, ["<|end|>", "<|endoftext|>", "<|user|>"]),
 }
+
+# For servers that apply their model's own chat template (ChatOllama, /v1/chat/completions):
+# never sent, only counted, so it is ChatML-shaped to count the template's tokens too.
+SERVER_FORMAT = PromptFormat("server", _chatml, [])
 
 # Markers in a GGUF chat template (tokenizer.chat_template), most specific first.
 _TEMPLATE_MARKERS: list[tuple[str, tuple[str, ...]]] = [

@@ -116,7 +116,18 @@ class Settings(BaseSettings):
         description="GGUF path (llamacpp, gpt4all) or model name (ollama, openai); "
         "'bundled' is SmolLM2-135M-Instruct shipped with ragapp.",
     )
-    llm_base_url: str = Field(default="", description="Server URL for the ollama/openai backends.")
+    llm_base_url: str = Field(
+        default="",
+        description="Server URL for the ollama backend (default http://127.0.0.1:11434) or the "
+        "openai backend (required, e.g. http://127.0.0.1:8080/v1).",
+    )
+    llm_api_key: str = Field(
+        default="", description="API key for an openai-compatible server that wants one."
+    )
+    keep_alive: str = Field(
+        default="5m",
+        description="How long Ollama keeps the model loaded after a question ('-1': always).",
+    )
     models_dir: Path = Field(
         default_factory=lambda: Path(platformdirs.user_data_dir("ragapp")) / "models",
         description="Folder searched (recursively) for .gguf files by `ragapp models`.",
@@ -140,6 +151,12 @@ class Settings(BaseSettings):
     use_mmap: bool = Field(default=True, description="Memory-map the GGUF file.")
     use_mlock: bool = Field(default=False, description="Lock the model in RAM.")
     temperature: float = Field(default=0.1, ge=0.0, le=2.0, description="Sampling temperature.")
+    repeat_penalty: float = Field(
+        default=1.1,
+        ge=0.0,
+        description="Penalty on repeating recent tokens (1.0: none). Small models loop without it; "
+        "sent to every backend (OpenAI-compatible servers get it as an extra field).",
+    )
     max_tokens: int = Field(default=256, ge=1, description="Maximum tokens in an answer.")
     seed: int = Field(default=42, description="Sampling seed, for repeatable answers.")
     history_turns: int = Field(

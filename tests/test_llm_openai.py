@@ -1,0 +1,143 @@
+"""The openai backend against real OpenAI-compatible servers on loopback: llama-cpp-python's
+server (`python -m llama_cpp.server`) and llama.cpp's own server (the `xllamacpp` wheel,
+the native server llamafile embeds), both serving the bundled model."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+from ragapp.bundled import llm_gguf
+from tests.test_e2e_cli import Corpus
+
+pytestmark = pytest.mark.e2e
+
+QUESTION = "What was the cooperative's total income for 2025?"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_serving(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def llama_cpp_python_server() -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(llm_gguf()),
+         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_until_serving(f"http://127.0.0.1:{port}/v1/models")
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def llama_cpp_native_server() -> Iterator[str]:
+    """llama.cpp's server, in this process, with a smaller context than ragapp's n_ctx."""
+    import xllamacpp
+
+    params = xllamacpp.CommonParams()
+    params.model.path = str(llm_gguf())
+    params.n_ctx = 2048
+    params.port = free_port()
+    server = xllamacpp.Server(params)
+    url = f"http://127.0.0.1:{params.port}"
+    wait_until_serving(f"{url}/health")
+    yield url  # no /v1: ragapp adds it
+    del server
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
+    return Corpus(tmp_path_factory.mktemp("corpus"))
+
+
+def ask(corpus: Corpus, base_url: str, *extra: str, **env: str) -> dict:
+    res = corpus.cli(
+        "ask", QUESTION, "--json", "--llm", "openai",
+        env={"RAGAPP_LLM_BASE_URL": base_url, "RAGAPP_MAX_TOKENS": "64", **env},
+    )  # fmt: skip
+    assert res.code == 0, res.stderr
+    return res.json()
+
+
+def assert_grounded(answer: dict) -> None:
+    assert not answer["refused"]
+    assert answer["answer"].strip()
+    assert any(s["source"].endswith("annual-report-2025.pdf") for s in answer["sources"])
+    assert answer["timings"]["completion_tokens"] > 0
+    assert answer["timings"]["ttft_ms"] > 0
+
+
+def test_llama_cpp_python_server_answers_with_sources(
+    corpus: Corpus, llama_cpp_python_server: str
+) -> None:
+    assert_grounded(ask(corpus, llama_cpp_python_server))
+
+
+def test_native_llama_cpp_server_chat_and_completions(
+    corpus: Corpus, llama_cpp_native_server: str
+) -> None:
+    # the server applies the model's own template (chat), or ragapp renders it (completions)
+    assert_grounded(ask(corpus, llama_cpp_native_server))
+    assert_grounded(ask(corpus, llama_cpp_native_server, RAGAPP_PROMPT_FORMAT="chatml"))
+
+
+def test_the_server_context_bounds_the_prompt(corpus: Corpus, llama_cpp_native_server: str) -> None:
+    res = corpus.cli(
+        "--debug", "ask", QUESTION, "-k", "8", "--llm", "openai",
+        env={"RAGAPP_LLM_BASE_URL": llama_cpp_native_server, "RAGAPP_MAX_TOKENS": "16",
+             "RAGAPP_N_CTX": "8192"},
+    )  # fmt: skip
+    assert res.code == 0, res.stderr
+    assert "the server's context is 2048 tokens (n_ctx is 8192)" in res.stderr
+
+
+def test_unreachable_server_is_one_clear_line(corpus: Corpus) -> None:
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    res = corpus.cli("ask", QUESTION, "--llm", "openai", env={"RAGAPP_LLM_BASE_URL": url})
+    assert res.code == 1
+    assert res.stderr.strip().splitlines() == [
+        f"error: cannot reach the OpenAI-compatible server at {url}: is it running? "
+        "(RAGAPP_LLM_BASE_URL sets the address)"
+    ]
+
+
+def test_unknown_model_names_the_served_ones(corpus: Corpus, llama_cpp_python_server: str) -> None:
+    res = corpus.cli(
+        "ask", QUESTION, "--llm", "openai", "--model", "no-such-model",
+        env={"RAGAPP_LLM_BASE_URL": llama_cpp_python_server},
+    )  # fmt: skip
+    assert res.code == 1
+    assert "has no model 'no-such-model'; it serves:" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_missing_base_url_says_which_setting(corpus: Corpus) -> None:
+    res = corpus.cli("ask", QUESTION, "--llm", "openai")
+    assert res.code == 1
+    assert "RAGAPP_LLM_BASE_URL must name the server" in res.stderr
