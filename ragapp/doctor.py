@@ -86,30 +86,35 @@ def _model_metadata(path: str) -> dict[str, Any]:
 def diagnose(settings: Settings) -> Diagnosis:
     d = Diagnosis()
     _llm(settings, d)
+    _backends(settings, d)
     _embedding(settings, d)
     _store(settings, d)
     return d
 
 
 def _llm(settings: Settings, d: Diagnosis) -> None:
+    build = llama_build()
+    d.facts["llamacpp"] = build
+    d.facts["llm_backend"] = settings.llm_backend
+    if settings.llm_backend in ("ollama", "openai"):
+        trained_ctx, n_ctx = 0, _server_model(settings, d)
+    else:
+        trained_ctx, n_ctx = _gguf_model(settings, d, build), settings.n_ctx
+    if n_ctx is not None:
+        _context(settings, d, n_ctx, trained_ctx)
+
+
+def _gguf_model(settings: Settings, d: Diagnosis, build: dict[str, Any]) -> int:
+    """The local GGUF (llamacpp, gpt4all): family, layers offloaded. Returns its trained context."""
     from ragapp.errors import RagappError
     from ragapp.llms import gguf_path
     from ragapp.prompts import choose_format, detect_family
 
-    if settings.llm_backend != "llamacpp":
-        d.add(
-            "llm backend",
-            "error",
-            f"{settings.llm_backend!r} is not available in this version; use llamacpp",
-        )
-        return
-    build = llama_build()
-    d.facts["llamacpp"] = build
     try:
         path = gguf_path(settings)
     except RagappError as exc:
         d.add("llm model", "error", str(exc))
-        return
+        return 0
     meta = _model_metadata(str(path))
     arch = meta.get("general.architecture", "")
     layers = int(meta.get(f"{arch}.block_count", 0) or 0)
@@ -118,7 +123,8 @@ def _llm(settings: Settings, d: Diagnosis) -> None:
     chosen = choose_format(settings.prompt_format, meta).family
     requested = settings.n_gpu_layers
     wanted = layers + 1 if requested < 0 else min(requested, layers + 1)  # +1: output layer
-    offloaded = wanted if build["gpu_offload"] else 0
+    in_process = settings.llm_backend == "llamacpp"
+    offloaded = wanted if build["gpu_offload"] and in_process else 0
     d.facts["model"] = {
         "path": str(path),
         "size_mb": round(path.stat().st_size / 2**20, 1),
@@ -137,7 +143,9 @@ def _llm(settings: Settings, d: Diagnosis) -> None:
             "warn",
             f"no known family in the GGUF; using {chosen}. Set prompt_format if answers look off",
         )
-    if requested != 0 and not build["gpu_offload"]:
+    if not in_process:
+        d.add("gpu offload", "info", "gpt4all runs on the CPU here (ragapp asks it for device=cpu)")
+    elif requested != 0 and not build["gpu_offload"]:
         d.add(
             "gpu offload",
             "warn",
@@ -149,26 +157,101 @@ def _llm(settings: Settings, d: Diagnosis) -> None:
         d.add("gpu offload", "ok", f"{offloaded} of {layers + 1} layers on {build['backend']}")
     else:
         d.add("gpu offload", "info", "CPU only (n_gpu_layers=0)")
-    # What a full prompt needs: instructions + top_k chunks (about 4 characters a token) +
-    # the answer; history comes on top of this in chat.
-    need = 200 + settings.top_k * (settings.chunk_size // 4 + 20) + settings.max_tokens
-    d.facts["context"] = {"n_ctx": settings.n_ctx, "estimated_need": need}
-    if need > settings.n_ctx:
+    return trained_ctx
+
+
+def _server_model(settings: Settings, d: Diagnosis) -> int | None:
+    """The ollama/openai server: reachable, has the model, its template and context.
+    Returns the context the prompt must fit in (None when the server can't be asked)."""
+    from ragapp.errors import RagappError
+
+    try:
+        loaded = _load_server_llm(settings)
+    except RagappError as exc:
+        d.add("llm server", "error", str(exc))
+        return None
+    server = loaded.metadata.get("server") or settings.llm_base_url or "default address"
+    how = (
+        "the server applies the model's own chat template"
+        if loaded.is_chat
+        else f"ragapp renders the {loaded.prompt_format.family} format"
+    )
+    d.facts["model"] = {
+        "name": loaded.label,
+        "server": server,
+        "prompt_format": loaded.prompt_format.family,
+        "server_template": loaded.is_chat,
+        "exact_token_counts": loaded.tokenizer is not None,
+    }
+    d.add("llm server", "ok", f"{loaded.label} answers; {how}")
+    if loaded.tokenizer is None:
+        d.add(
+            "token counting",
+            "info",
+            "the server has no tokenize route: prompts are budgeted with a high estimate "
+            "(3 characters a token)",
+        )
+    if loaded.n_ctx < settings.n_ctx:
         d.add(
             "context",
             "warn",
-            f"n_ctx {settings.n_ctx} < about {need} tokens for {settings.top_k} chunks of "
+            f"the server runs with {loaded.n_ctx} tokens of context, less than n_ctx "
+            f"{settings.n_ctx}: ragapp budgets for {loaded.n_ctx}; start the server with more",
+        )
+    return loaded.n_ctx
+
+
+def _load_server_llm(settings: Settings) -> Any:
+    from ragapp.llm_servers import load_ollama, load_openai
+
+    return load_ollama(settings) if settings.llm_backend == "ollama" else load_openai(settings)
+
+
+def _context(settings: Settings, d: Diagnosis, n_ctx: int, trained_ctx: int) -> None:
+    # What a full prompt needs: instructions + top_k chunks (about 4 characters a token) +
+    # the answer; history comes on top of this in chat.
+    need = 200 + settings.top_k * (settings.chunk_size // 4 + 20) + settings.max_tokens
+    d.facts["context"] = {"n_ctx": n_ctx, "estimated_need": need}
+    if need > n_ctx:
+        d.add(
+            "context",
+            "warn",
+            f"n_ctx {n_ctx} < about {need} tokens for {settings.top_k} chunks of "
             f"{settings.chunk_size} chars + {settings.max_tokens} answer tokens: "
             "lower-ranked chunks will be dropped (raise RAGAPP_N_CTX)",
         )
     else:
-        d.add("context", "ok", f"n_ctx {settings.n_ctx}, about {need} needed")
-    if trained_ctx and settings.n_ctx > trained_ctx:
+        d.add("context", "ok", f"n_ctx {n_ctx}, about {need} needed")
+    if trained_ctx and n_ctx > trained_ctx:
         d.add(
             "context",
             "warn",
-            f"n_ctx {settings.n_ctx} exceeds the {trained_ctx} tokens the model was trained on",
+            f"n_ctx {n_ctx} exceeds the {trained_ctx} tokens the model was trained on",
         )
+
+
+def _backends(settings: Settings, d: Diagnosis) -> None:
+    """Which optional runtimes are there: the gpt4all wheel, an Ollama server, the
+    configured OpenAI-compatible server (only loopback/configured addresses are probed)."""
+    import importlib.util
+
+    from ragapp.llm_servers import OLLAMA_DEFAULT_URL, ollama_url, reachable
+
+    found: dict[str, Any] = {"gpt4all": importlib.util.find_spec("gpt4all") is not None}
+    ollama = ollama_url(settings) if settings.llm_backend == "ollama" else OLLAMA_DEFAULT_URL
+    found["ollama"] = {"url": ollama, "reachable": reachable(ollama)}
+    if settings.llm_backend == "openai" and settings.llm_base_url:
+        url = settings.llm_base_url
+        found["openai"] = {"url": url, "reachable": reachable(url.rstrip("/") + "/models")}
+    d.facts["backends"] = found
+    missing = "not installed (pip install 'ragapp[gpt4all]')"
+    parts = [f"gpt4all {'installed' if found['gpt4all'] else missing}"]
+    parts += [
+        f"{name} at {v['url']} {'reachable' if v['reachable'] else 'not reachable'}"
+        for name, v in found.items()
+        if isinstance(v, dict)
+    ]
+    d.add("backends", "info", "; ".join(parts))
 
 
 def _embedding(settings: Settings, d: Diagnosis) -> None:
@@ -258,4 +341,43 @@ def list_models(settings: Settings) -> list[dict[str, Any]]:
         except Exception as exc:  # noqa: BLE001 - a broken file is listed with the reason
             row["error"] = f"cannot read: {exc}"
         found.append(row)
-    return found
+    return found + _server_models(settings)
+
+
+def _server_models(settings: Settings) -> list[dict[str, Any]]:
+    """Models of the configured ollama/openai server, and of a local Ollama if one runs."""
+    from ragapp.errors import RagappError
+    from ragapp.llm_servers import (
+        OLLAMA_DEFAULT_URL,
+        ollama_models,
+        ollama_url,
+        openai_models,
+        openai_url,
+        reachable,
+    )
+
+    backend = settings.llm_backend
+    servers: list[tuple[str, str]] = []
+    ollama = ollama_url(settings) if backend == "ollama" else OLLAMA_DEFAULT_URL
+    if backend == "ollama" or reachable(ollama):
+        servers.append(("ollama", ollama))
+    if backend == "openai" and settings.llm_base_url:
+        servers.append(("openai", openai_url(settings)))
+    rows: list[dict[str, Any]] = []
+    for origin, url in servers:
+        try:
+            if origin == "ollama":
+                listed = ollama_models(url)
+            else:
+                listed = [{"name": m, "size_mb": 0.0, "family": None} for m in openai_models(url)]
+        except RagappError as exc:
+            rows.append({"name": "-", "path": url, "origin": origin, "size_mb": 0.0,
+                         "selected": False, "error": str(exc)})  # fmt: skip
+            continue
+        for m in listed:
+            rows.append({
+                "name": m["name"], "path": url, "origin": origin, "size_mb": m["size_mb"],
+                "selected": backend == origin and settings.llm_model in (m["name"], "bundled"),
+                "template_family": m["family"],
+            })  # fmt: skip
+    return rows

@@ -141,3 +141,30 @@ def test_missing_base_url_says_which_setting(corpus: Corpus) -> None:
     res = corpus.cli("ask", QUESTION, "--llm", "openai")
     assert res.code == 1
     assert "RAGAPP_LLM_BASE_URL must name the server" in res.stderr
+
+
+def test_doctor_and_models_ask_the_server(corpus: Corpus, llama_cpp_native_server: str) -> None:
+    env = {"RAGAPP_LLM_BACKEND": "openai", "RAGAPP_LLM_BASE_URL": llama_cpp_native_server}
+    res = corpus.cli("doctor", "--json", env=env)
+    assert res.code == 0, res.stderr
+    report = res.json()
+    assert report["model"]["server_template"] is True
+    assert report["model"]["exact_token_counts"] is True  # llama.cpp's /tokenize
+    assert report["context"]["n_ctx"] == 2048
+    assert report["backends"]["openai"]["reachable"] is True
+    assert any(c["name"] == "context" and c["status"] == "warn" for c in report["checks"])
+    listed = corpus.cli("models", "--json", env=env).json()["models"]
+    served = [m for m in listed if m["origin"] == "openai"]
+    assert [m["name"].endswith("SmolLM2-135M-Instruct.Q4_1.gguf") for m in served] == [True]
+    assert served[0]["selected"]
+
+
+def test_doctor_fails_when_the_configured_server_is_down(corpus: Corpus) -> None:
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    res = corpus.cli(
+        "doctor", "--json", env={"RAGAPP_LLM_BACKEND": "openai", "RAGAPP_LLM_BASE_URL": url}
+    )
+    assert res.code == 1
+    checks = {c["name"]: c for c in res.json()["checks"]}
+    assert checks["llm server"]["status"] == "error"
+    assert "cannot reach" in checks["llm server"]["detail"]
