@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -82,3 +83,25 @@ def run_cli(
 @pytest.fixture
 def cli() -> Any:
     return run_cli
+
+
+class Corpus:
+    """sample_docs copied to a temp dir and ingested once for the whole module."""
+
+    def __init__(self, root: Path) -> None:
+        self.docs = root / "docs"
+        self.data = root / "data"
+        shutil.copytree(SAMPLE_DOCS, self.docs)
+        self.first_ingest = self.cli("ingest", str(self.docs), "--json")
+
+    def cli(self, *args: str, **kw: Any) -> Result:
+        return run_cli("--data-dir", str(self.data), *args, **kw)
+
+
+@pytest.fixture(scope="session")
+def asked_corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
+    """sample_docs ingested once for the whole session, for tests that only ask questions
+    of it (never change it: tests that ingest or remove build their own Corpus)."""
+    corpus = Corpus(tmp_path_factory.mktemp("asked-corpus"))
+    assert corpus.first_ingest.code == 0, corpus.first_ingest.stderr
+    return corpus

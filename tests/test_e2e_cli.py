@@ -10,26 +10,13 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import SAMPLE_DOCS, Result, run_cli
+from tests.conftest import Corpus, run_cli
 from tests.facts import FACTS
 
 pytestmark = pytest.mark.e2e
 
 INGEST_KEYS = {"added", "updated", "removed", "unchanged", "failed", "chunks", "seconds"}
 RESULT_KEYS = {"source", "page", "score", "text"}
-
-
-class Corpus:
-    """sample_docs copied to a temp dir and ingested once for the whole module."""
-
-    def __init__(self, root: Path) -> None:
-        self.docs = root / "docs"
-        self.data = root / "data"
-        shutil.copytree(SAMPLE_DOCS, self.docs)
-        self.first_ingest = self.cli("ingest", str(self.docs), "--json")
-
-    def cli(self, *args: str, **kw: Any) -> Result:
-        return run_cli("--data-dir", str(self.data), *args, **kw)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from ragapp.bundled import llm_gguf
-from tests.test_e2e_cli import Corpus
+from tests.conftest import Corpus
 
 pytestmark = pytest.mark.e2e
 
@@ -71,9 +71,9 @@ def llama_cpp_native_server() -> Iterator[str]:
     del server
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
-    return Corpus(tmp_path_factory.mktemp("corpus"))
+@pytest.fixture
+def corpus(asked_corpus: Corpus) -> Corpus:
+    return asked_corpus
 
 
 def ask(corpus: Corpus, base_url: str, *extra: str, **env: str) -> dict:
