@@ -1,0 +1,136 @@
+"""The web UI: one page (chat + documents), a login page when a token is set, and a
+read-only viewer of a document's extracted text. Jinja2 escapes everything it renders;
+the page's script builds the DOM with textContent only."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from anyio import to_thread
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+import ragapp
+from ragapp.errors import ConfigError
+from ragapp.server import documents as docs
+from ragapp.server.security import COOKIE, request_authorized, session_value, token_matches
+from ragapp.server.state import CollectionApp, ServerState, chunk_anchor
+
+HERE = Path(__file__).parent
+templates = Environment(
+    loader=FileSystemLoader(HERE / "templates"),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+router = APIRouter(include_in_schema=False)
+
+
+def _state(request: Request) -> ServerState:
+    return request.app.state.server
+
+
+def _render(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    html = templates.get_template(name).render(version=ragapp.__version__, **context)
+    return HTMLResponse(html, status_code=status_code)
+
+
+def _login_redirect(request: Request) -> Response | None:
+    if request_authorized(request, _state(request).token):
+        return None
+    return RedirectResponse("/login", status_code=303)
+
+
+@router.get("/", response_class=HTMLResponse)
+async def index(request: Request) -> Response:
+    if (redirect := _login_redirect(request)) is not None:
+        return redirect
+    state = _state(request)
+    return _render(
+        "index.html",
+        collection=state.default_collection,
+        auth_required=bool(state.token),
+        max_upload_mb=f"{state.settings.max_file_mb:g}",
+        accept=",".join(docs.SUPPORTED_EXTENSIONS),
+        extensions=" ".join(e.lstrip(".") for e in docs.SUPPORTED_EXTENSIONS),
+    )
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_page(request: Request) -> Response:
+    if not _state(request).token:
+        return RedirectResponse("/", status_code=303)
+    return _render("login.html", error=None)
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(request: Request) -> Response:
+    """Check the token once and keep a session cookie (HttpOnly, SameSite=Strict) derived
+    from it, so the page, its API calls and file links work without sending the token."""
+    token = _state(request).token
+    if not token:
+        return RedirectResponse("/", status_code=303)
+    form = await request.form(max_files=0, max_fields=2)
+    given = str(form.get("token", ""))
+    if not token_matches(given, token):
+        await asyncio.sleep(0.5)  # slow down guessing
+        return _render("login.html", status_code=401, error="That token is not right.")
+    response = RedirectResponse("/", status_code=303)
+    response.set_cookie(
+        COOKIE,
+        session_value(token),
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+    return response
+
+
+@router.post("/logout")
+async def logout() -> Response:
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+@router.get("/documents/{doc_id}", response_class=HTMLResponse)
+async def view_document(doc_id: str, request: Request, collection: str | None = None) -> Response:
+    """A document's text as ingested, chunk by chunk with its page; `#c-...` anchors mark
+    the chunks the answers cite."""
+    if (redirect := _login_redirect(request)) is not None:
+        return redirect
+    state = _state(request)
+    try:
+        app = state.app(collection)
+    except ConfigError as exc:
+        raise HTTPException(422, str(exc)) from None
+
+    def load() -> tuple[Any, list[dict[str, Any]]]:
+        entry = docs.find_document(app, doc_id)
+        if entry is None:
+            raise HTTPException(404, "no such document in this collection")
+        return entry, _chunks(app, entry.path)
+
+    entry, chunks = await to_thread.run_sync(load)
+    info = docs.document_json(app, entry)
+    return _render("viewer.html", doc=info, chunks=chunks, collection=app.settings.collection)
+
+
+def _chunks(app: CollectionApp, source: str) -> list[dict[str, Any]]:
+    got = app.store.collection.get(where={"source": source}, include=["documents", "metadatas"])
+    rows = sorted(
+        zip(got["documents"], got["metadatas"], strict=True), key=lambda r: r[1].get("index", 0)
+    )
+    return [
+        {
+            "anchor": chunk_anchor(text or ""),
+            "text": text or "",
+            "page": meta.get("page"),
+            "section": meta.get("section"),
+        }
+        for text, meta in rows
+    ]
