@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DOCS = ROOT / "sample_docs"
 SHARED = ROOT.parent / "shared"
 RAGAPP = [sys.executable, "-m", "ragapp"]
+OLLAMA_MODEL = "smollm2:135m"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -105,3 +109,70 @@ def asked_corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
     corpus = Corpus(tmp_path_factory.mktemp("asked-corpus"))
     assert corpus.first_ingest.code == 0, corpus.first_ingest.stderr
     return corpus
+
+
+# --- LLM servers on loopback, shared by the backend tests -------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_serving(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def llama_cpp_python_server() -> Iterator[str]:
+    port = free_port()
+    from ragapp.bundled import llm_gguf
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(llm_gguf()),
+         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_until_serving(f"http://127.0.0.1:{port}/v1/models")
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def llama_cpp_native_server() -> Iterator[str]:
+    """llama.cpp's server, in this process, with a smaller context than ragapp's n_ctx."""
+    import xllamacpp
+
+    from ragapp.bundled import llm_gguf
+
+    params = xllamacpp.CommonParams()
+    params.model.path = str(llm_gguf())
+    params.n_ctx = 2048
+    params.port = free_port()
+    server = xllamacpp.Server(params)
+    url = f"http://127.0.0.1:{params.port}"
+    wait_until_serving(f"{url}/health")
+    yield url  # no /v1: ragapp adds it
+    del server
+
+
+@pytest.fixture(scope="session")
+def ollama() -> Iterator[Any]:
+    """A protocol-faithful Ollama server (tests/servers/ollama.py) serving the bundled model."""
+    from ragapp.bundled import llm_gguf
+    from tests.servers.ollama import running_ollama
+
+    with running_ollama({OLLAMA_MODEL: llm_gguf()}) as server:
+        yield server

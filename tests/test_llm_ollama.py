@@ -3,24 +3,14 @@ loopback (tests/servers/ollama.py) that generates with the real bundled model.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from ragapp.bundled import llm_gguf
-from tests.conftest import Corpus
-from tests.servers.ollama import OllamaServer, running_ollama
-from tests.test_llm_openai import QUESTION, assert_grounded, free_port
+from tests.conftest import OLLAMA_MODEL as MODEL
+from tests.conftest import Corpus, free_port
+from tests.servers.ollama import OllamaServer
+from tests.test_llm_openai import QUESTION, assert_grounded
 
 pytestmark = pytest.mark.e2e
-
-MODEL = "smollm2:135m"
-
-
-@pytest.fixture(scope="module")
-def ollama() -> Iterator[OllamaServer]:
-    with running_ollama({MODEL: llm_gguf()}) as server:
-        yield server
 
 
 @pytest.fixture

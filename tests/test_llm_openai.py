@@ -4,71 +4,13 @@ the native server llamafile embeds), both serving the bundled model."""
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Iterator
-
 import pytest
 
-from ragapp.bundled import llm_gguf
-from tests.conftest import Corpus
+from tests.conftest import Corpus, free_port
 
 pytestmark = pytest.mark.e2e
 
 QUESTION = "What was the cooperative's total income for 2025?"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until_serving(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-
-
-@pytest.fixture(scope="module")
-def llama_cpp_python_server() -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(llm_gguf()),
-         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        wait_until_serving(f"http://127.0.0.1:{port}/v1/models")
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def llama_cpp_native_server() -> Iterator[str]:
-    """llama.cpp's server, in this process, with a smaller context than ragapp's n_ctx."""
-    import xllamacpp
-
-    params = xllamacpp.CommonParams()
-    params.model.path = str(llm_gguf())
-    params.n_ctx = 2048
-    params.port = free_port()
-    server = xllamacpp.Server(params)
-    url = f"http://127.0.0.1:{params.port}"
-    wait_until_serving(f"{url}/health")
-    yield url  # no /v1: ragapp adds it
-    del server
 
 
 @pytest.fixture

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RAGAPP, SAMPLE_DOCS, run_cli
+from tests.conftest import OLLAMA_MODEL, RAGAPP, SAMPLE_DOCS, Corpus, run_cli
+from tests.servers.ollama import OllamaServer
 
 GUARD = Path(__file__).parent / "egress_guard"
 
@@ -79,3 +80,22 @@ def test_guard_catches_connects_and_lookups(tmp_path: Path) -> None:
     kinds = [a["kind"] for a in attempts(log)]
     assert kinds == ["connect", "dns:getaddrinfo", "sendto"]
     assert proc.stdout.count("ragapp egress guard: blocked") == 3
+
+
+@pytest.mark.e2e
+@pytest.mark.usefixtures("no_offline_env")
+def test_server_backends_talk_to_their_loopback_server_only(
+    tmp_path: Path, asked_corpus: Corpus, llama_cpp_native_server: str, ollama: OllamaServer
+) -> None:
+    log = tmp_path / "egress.jsonl"
+    question = "What was the cooperative's total income for 2025?"
+    backends = {
+        "openai": {"RAGAPP_LLM_BASE_URL": llama_cpp_native_server},
+        "ollama": {"RAGAPP_LLM_BASE_URL": ollama.base_url, "RAGAPP_LLM_MODEL": OLLAMA_MODEL},
+    }
+    for backend, env in backends.items():
+        env = {**guarded_env(log), **env, "RAGAPP_LLM_BACKEND": backend, "RAGAPP_MAX_TOKENS": "16"}
+        ask = asked_corpus.cli("ask", question, "--json", env=env)
+        assert ask.code == 0, ask.stderr
+        assert ask.json()["sources"]
+    assert attempts(log) == []
