@@ -395,6 +395,28 @@ def test_questions_wait_in_line_and_are_told_their_position(served: Served) -> N
     assert [n for n, _ in events[1:]] == ["started", "sources", "token", "done"]
 
 
+def test_a_client_that_leaves_gives_up_its_place(served: Served) -> None:
+    with served.state.queue.turn():
+        with (
+            httpx.Client(base_url=served.url, timeout=30) as client,
+            client.stream(
+                "POST",
+                "/api/ask",
+                json={"question": IN_SCOPE},
+                headers={"Accept": "text/event-stream"},
+            ) as res,
+        ):
+            first = next(line for line in res.iter_lines() if line.startswith("data:"))
+            assert json.loads(first[5:]) == {"position": 1}
+            assert served.state.queue.pending == 2
+        # the connection is closed: the waiting request leaves the line
+        deadline = time.monotonic() + 10
+        while served.state.queue.pending > 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert served.state.queue.pending == 1
+    assert served.state.queue.pending == 0
+
+
 def test_errors_are_json(served: Served) -> None:
     empty = served.client.post(
         "/api/ask", params={"collection": "empty-one"}, json={"question": "x?"}

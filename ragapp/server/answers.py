@@ -177,11 +177,12 @@ async def answer_events(
 
 async def answer_once(state: ServerState, app: CollectionApp, question: Question) -> Answer:
     """The whole answer (JSON responses): the same path as streaming, without the events."""
-    async for name, data in answer_events(state, app, question):
-        if name == "done":
-            return data["answer"]
-        if name == "error":
-            raise AnswerFailed(data)
+    async with contextlib.aclosing(answer_events(state, app, question)) as events:
+        async for name, data in events:
+            if name == "done":
+                return data["answer"]
+            if name == "error":
+                raise AnswerFailed(data)
     raise AnswerFailed({"status": 500, "error": "Cancelled", "detail": "the answer was cancelled"})
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -100,8 +101,9 @@ async def _answer_response(
         return (await answer_once(state, app, question)).to_json()
 
     async def events() -> AsyncIterator[dict[str, str]]:
-        async for name, data in answer_events(state, app, question):
-            yield _event(name, done_json(data["answer"]) if name == "done" else data)
+        async with aclosing(answer_events(state, app, question)) as answer:
+            async for name, data in answer:
+                yield _event(name, done_json(data["answer"]) if name == "done" else data)
 
     return EventSourceResponse(events(), ping=15)
 

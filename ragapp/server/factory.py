@@ -32,7 +32,7 @@ PAGE_CSP = (
 
 
 class SecurityHeaders:
-    """nosniff, no referrer, no framing on everything; a strict CSP on HTML pages (no inline
+    """nosniff, referrers only to this server, no framing on everything; a strict CSP on HTML pages (no inline
     script, nothing from other origins)."""
 
     def __init__(self, app: ASGIApp) -> None:
@@ -49,7 +49,7 @@ class SecurityHeaders:
                 names = {k.lower() for k, _ in headers}
                 extra = [
                     (b"x-content-type-options", b"nosniff"),
-                    (b"referrer-policy", b"no-referrer"),
+                    (b"referrer-policy", b"same-origin"),
                     (b"x-frame-options", b"DENY"),
                 ]
                 ctype = dict(headers).get(b"content-type", b"")

@@ -13,6 +13,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 from anyio import to_thread
@@ -117,19 +118,20 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
 
     async def events() -> AsyncIterator[dict[str, str]]:
         yield chunk({"role": "assistant", "content": ""})
-        async for name, data in answer_events(state, app, question):
-            if name == "queued":
-                yield {"comment": f"queued, position {data['position']}"}
-            elif name == "token":
-                yield chunk({"content": data["text"]})
-            elif name == "done":
-                yield chunk({}, "stop", **_extras(data["answer"]))
-            elif name == "error":
-                yield {
-                    "data": json.dumps(
-                        {"error": {"message": data["detail"], "type": data["error"]}}
-                    )
-                }
+        async with aclosing(answer_events(state, app, question)) as answer:
+            async for name, data in answer:
+                if name == "queued":
+                    yield {"comment": f"queued, position {data['position']}"}
+                elif name == "token":
+                    yield chunk({"content": data["text"]})
+                elif name == "done":
+                    yield chunk({}, "stop", **_extras(data["answer"]))
+                elif name == "error":
+                    yield {
+                        "data": json.dumps(
+                            {"error": {"message": data["detail"], "type": data["error"]}}
+                        )
+                    }
         yield {"data": "[DONE]"}
 
     return EventSourceResponse(events(), ping=15)

@@ -68,9 +68,13 @@ def _host_name(host_header: str) -> str:
 
 
 def _cross_origin(origin: str | None, fetch_site: str | None, host: str) -> bool:
-    if fetch_site == "cross-site" or origin == "null":
-        return True
-    return bool(origin) and urlsplit(origin or "").netloc.lower() != host.lower()
+    """Whether a browser sent this request from another origin. Sec-Fetch-Site says so
+    directly where the browser sends it; else the Origin header must name this host."""
+    if fetch_site:
+        return fetch_site not in ("same-origin", "none")
+    if origin is None:
+        return False  # not a browser's cross-origin request (curl, the openai client)
+    return origin == "null" or urlsplit(origin).netloc.lower() != host.lower()
 
 
 class GuardMiddleware:

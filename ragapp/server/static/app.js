@@ -213,16 +213,18 @@
   function uploadRow(file) {
     const status = el("span", { class: "upload-state", text: "waiting" });
     const fill = el("span");
+    const dismiss = el("button", { type: "button", class: "icon-button dismiss", "aria-label": `Dismiss ${file.name}`, title: "Dismiss", text: "×", hidden: true, onclick: () => item.remove() });
     const item = el("li", { class: "upload" },
-      el("div", { class: "upload-top" }, el("span", { class: "upload-name", text: file.name, title: file.name }), status),
+      el("div", { class: "upload-top" }, el("span", { class: "upload-name", text: file.name, title: file.name }), status, dismiss),
       el("div", { class: "bar", role: "presentation" }, fill));
     $("#uploads").prepend(item);
+    const finish = (cls, text) => { item.className = `upload ${cls}`; status.textContent = text; dismiss.hidden = false; };
     return {
       item,
       progress(fraction, text) { item.classList.remove("indeterminate"); fill.style.width = `${Math.round(fraction * 100)}%`; status.textContent = text; },
       working(text) { item.classList.add("indeterminate"); status.textContent = text; },
-      done(text) { item.className = "upload done"; status.textContent = text; },
-      fail(text) { item.className = "upload failed"; status.textContent = text; announce(`${file.name}: ${text}`); },
+      done(text) { finish("done", text); },
+      fail(text) { finish("failed", text); announce(`${file.name}: ${text}`); },
     };
   }
 
