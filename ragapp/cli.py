@@ -18,7 +18,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from ragapp import cli_eval, cli_ingest  # noqa: F401  (register eval; ingest, sources, remove)
+from ragapp import cli_eval, cli_ingest, cli_serve  # noqa: F401  (register eval; ingest, sources, remove; serve)
 from ragapp.app import RagApp
 from ragapp.cli_common import (
     EXIT_ERROR,
