@@ -40,6 +40,7 @@ def serve(
             f"refusing to serve on {host} without a token: pass --token or set "
             "RAGAPP_SERVER_TOKEN (or bind 127.0.0.1)"
         )
+    _check_port(host, port)
     settings = _settings(ctx)
     import uvicorn
 
@@ -54,3 +55,22 @@ def serve(
         soft_wrap=True,
     )
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+def _check_port(host: str, port: int) -> None:
+    """A one-line error for an address in use, before any model loads."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise RagappError(f"cannot serve on {host}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise RagappError(
+                f"cannot serve on {host}:{port}: {exc.strerror} (pick another --port)"
+            ) from None

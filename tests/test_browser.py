@@ -45,9 +45,13 @@ os.environ["PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD"] = "1"
 
 
 @pytest.fixture(scope="module")
-def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    app = create_app(server_settings(tmp_path_factory.mktemp("browser") / "data"))
-    with running_server(app) as url:
+def server_app(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return create_app(server_settings(tmp_path_factory.mktemp("browser") / "data"))
+
+
+@pytest.fixture(scope="module")
+def base_url(server_app: Any) -> Iterator[str]:
+    with running_server(server_app) as url:
         yield url
 
 
@@ -210,12 +214,21 @@ def test_answer_streams_with_a_working_citation(ui: Page, base_url: str) -> None
     dialog.wait_for(state="hidden")
 
 
-def test_not_found_message(ui: Page) -> None:
-    card = ui.ask(OUT_OF_SCOPE)
+def test_queued_then_not_found(ui: Page, server_app: Any) -> None:
+    with server_app.state.server.queue.turn():  # another question holds the LLM
+        ui.page.fill("#question", OUT_OF_SCOPE)
+        ui.page.press("#question", "Enter")
+        waiting = ui.page.locator(".progress-line", has_text="Queued")
+        waiting.wait_for(timeout=LONG)
+        assert waiting.text_content() == "Queued — waiting for the question ahead of yours"
+        assert ui.page.locator("#stop").is_visible()
+        ui.shot("4-queued")
+    card = ui.page.locator(".msg.assistant .card").last
+    card.locator(".meta-line").wait_for(timeout=LONG)
     notice = card.locator(".notice")
     assert notice.locator("strong").text_content() == "Not found in your documents"
     assert card.locator(".source-chip").count() == 0
-    ui.shot("4-not-found")
+    ui.shot("5-not-found")
 
 
 def test_document_text_is_shown_as_text(ui: Page, browser: Any, base_url: str) -> None:
@@ -239,14 +252,14 @@ def test_delete_a_file(ui: Page) -> None:
     item.wait_for(state="detached")
     assert ui.page.locator("#doc-list .doc-name").all_text_contents() == ["harbour.pdf"]
     assert "1 file" in ui.page.locator("#doc-count").text_content()
-    ui.shot("5-deleted")
+    ui.shot("6-deleted")
 
 
 def test_dark_mode(browser: Any, base_url: str) -> None:
     dark = Page(browser, base_url, scheme="dark")
     light_bg = "rgb(246, 247, 249)"
     assert dark.page.evaluate("getComputedStyle(document.body).backgroundColor") != light_bg
-    dark.shot("6-dark")
+    dark.shot("7-dark")
     assert dark.errors == [] and dark.foreign == []
     dark.context.close()
 
@@ -265,7 +278,7 @@ def test_login_with_a_token(browser: Any, tmp_path: Path) -> None:
         page.wait_for_url(url + "/")
         page.locator("#docs-empty").wait_for()  # the API answered with the session cookie
         assert "llama.cpp" in page.locator("#status-model").text_content()
-        tab.shot("7-after-login")
+        tab.shot("8-after-login")
         page.get_by_role("button", name="Sign out").click()
         page.wait_for_url(url + "/login")
         assert tab.errors == [] and tab.foreign == []

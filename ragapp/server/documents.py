@@ -120,8 +120,7 @@ def sync_collection(state: ServerState, app: CollectionApp) -> Any:
             app.store.remove_file(path)
             ledger.forget(path)
             report.removed += 1
-            job.files[path] = job.files.get(path) or _removed(path)
-            job.files[path].status = "removed"
+            job.set_file(path, "removed")
         if not uploads.is_dir():  # the uploads folder itself was deleted: forget its files
             for path in [p for p in known if is_upload(app, p)]:
                 app.store.remove_file(path)
@@ -131,12 +130,6 @@ def sync_collection(state: ServerState, app: CollectionApp) -> Any:
         return report.to_json()
 
     return work
-
-
-def _removed(path: str) -> Any:
-    from ragapp.server.jobs import FileProgress
-
-    return FileProgress(path, status="removed")
 
 
 def delete_document(state: ServerState, app: CollectionApp, entry: Any) -> dict[str, Any]:

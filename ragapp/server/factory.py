@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import ragapp
 from ragapp.errors import RagappError
 from ragapp.server import api, openai_api, ui
-from ragapp.server.answers import error_json
+from ragapp.server.answers import AnswerFailed, error_json
 from ragapp.server.security import GuardMiddleware
 from ragapp.server.state import ServerState
 from ragapp.settings import Settings
@@ -105,6 +105,11 @@ def create_app(settings: Settings, *, token: str | None = None, preload: bool = 
     async def ragapp_error(request: Request, exc: RagappError) -> JSONResponse:
         data = error_json(exc)
         return _error(request, data["status"], data["detail"], data["error"])
+
+    @app.exception_handler(AnswerFailed)
+    async def answer_failed(request: Request, exc: AnswerFailed) -> JSONResponse:
+        data = exc.data
+        return _error(request, data.get("status", 500), data.get("detail"), data.get("error", ""))
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:

@@ -52,29 +52,50 @@ class Job:
     created_at: float = field(default_factory=time.time)
     finished_at: float | None = None
     version: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def finished(self) -> bool:
         return self.state in ("done", "failed")
 
     def expect(self, paths: list[str]) -> None:
-        for path in paths:
-            self.files.setdefault(path, FileProgress(path))
-        self.version += 1
+        with self._lock:
+            for path in paths:
+                self.files.setdefault(path, FileProgress(path))
+            self.version += 1
+
+    def set_file(self, path: str, status: str, reason: str | None = None) -> None:
+        with self._lock:
+            progress = self.files.setdefault(path, FileProgress(path))
+            progress.status, progress.reason = status, reason
+            self.version += 1
+
+    def set_state(self, state: str, **fields: Any) -> None:
+        with self._lock:
+            self.state = state
+            for name, value in fields.items():
+                setattr(self, name, value)
+            self.version += 1
 
     # IngestProgress (ingest/pipeline.py)
     def start(self, total_files: int) -> None:
-        self.files_total = max(total_files, len(self.files))
-        self.version += 1
+        with self._lock:
+            self.files_total = max(total_files, len(self.files))
+            self.version += 1
 
     def file_done(self, path: str, status: str, chunks: int) -> None:
-        progress = self.files.setdefault(path, FileProgress(path))
-        progress.status, progress.chunks = status, chunks
-        self.files_done += 1
-        self.chunks += chunks
-        self.version += 1
+        with self._lock:
+            progress = self.files.setdefault(path, FileProgress(path))
+            progress.status, progress.chunks = status, chunks
+            self.files_done += 1
+            self.chunks += chunks
+            self.version += 1
 
     def to_json(self) -> dict[str, Any]:
+        with self._lock:
+            return self._json()
+
+    def _json(self) -> dict[str, Any]:
         failures = [
             {"path": f.path, "reason": f.reason or "failed"}
             for f in self.files.values()
@@ -122,20 +143,16 @@ class Jobs:
 
     @staticmethod
     def _run(job: Job, work: Callable[[Job], dict[str, Any]]) -> None:
-        job.state = "running"
-        job.version += 1
+        job.set_state("running")
         try:
-            job.report = work(job)
-            for failure in job.report.get("failed", []):
-                progress = job.files.setdefault(failure["path"], FileProgress(failure["path"]))
-                progress.status, progress.reason = "failed", failure["reason"]
-            job.state = "done"
+            report = work(job)
+            for failure in report.get("failed", []):
+                job.set_file(failure["path"], "failed", failure["reason"])
+            job.set_state("done", report=report, finished_at=time.time())
         except Exception as exc:  # noqa: BLE001 - reported to the client, logged here
             log.exception("ingest job %s failed", job.id)
-            job.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            job.state = "failed"
-        job.finished_at = time.time()
-        job.version += 1
+            error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            job.set_state("failed", error=error, finished_at=time.time())
 
     def shutdown(self) -> None:
         self._worker.shutdown(wait=False, cancel_futures=True)

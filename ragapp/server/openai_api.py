@@ -21,7 +21,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from sse_starlette import EventSourceResponse
 
 from ragapp.errors import ConfigError
-from ragapp.server.answers import AnswerFailed, Question, answer_events, answer_once, chat_history
+from ragapp.server.answers import Question, answer_events, answer_once, chat_history
 from ragapp.server.api import server_state
 from ragapp.server.schemas import ChatCompletionRequest, OpenAIModelList
 from ragapp.server.security import require_token
@@ -86,10 +86,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
     created = int(time.time())
 
     if not body.stream:
-        try:
-            answer = await answer_once(state, app, question)
-        except AnswerFailed as exc:
-            raise HTTPException(exc.data.get("status", 500), exc.data.get("detail")) from None
+        answer = await answer_once(state, app, question)  # AnswerFailed: the app's handler
         return {
             "id": completion_id,
             "object": "chat.completion",

@@ -40,7 +40,7 @@ class SharedModels:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._lock = threading.Lock()
+        self._locks = {name: threading.Lock() for name in ("client", "embeddings", "llm")}
         self._llm: LoadedLLM | None = None
         self._embeddings: Any = None
         self._client: Any = None
@@ -56,13 +56,13 @@ class SharedModels:
         return embedding_dimension(self.embedding_spec)
 
     def client(self) -> Any:
-        with self._lock:
+        with self._locks["client"]:
             if self._client is None:
                 self._client = make_client(self.settings)
             return self._client
 
     def embeddings(self) -> Any:
-        with self._lock:
+        with self._locks["embeddings"]:
             if self._embeddings is None:
                 s = self.settings
                 self._embeddings = load_embeddings(
@@ -74,7 +74,7 @@ class SharedModels:
             return self._embeddings
 
     def llm(self) -> LoadedLLM:
-        with self._lock:
+        with self._locks["llm"]:
             if self._llm is None:
                 self._llm = load_llm(self.settings)
             return self._llm
