@@ -312,7 +312,8 @@ def doctor(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 
 @cli.command()
 def models(ctx: typer.Context, json_out: JsonOpt = False) -> None:
-    """The local models ragapp can use: the bundled one and the .gguf files in models_dir.
+    """The local models ragapp can use: the bundled one, the .gguf files in models_dir, and
+    the models of the Ollama / OpenAI-compatible server when one is configured or running.
 
     Example:  ragapp models   (then: RAGAPP_LLM_MODEL=/path/to/model.gguf ragapp ask ...)
     """
@@ -328,7 +329,9 @@ def models(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         table.add_column(column)
     for m in found:
         family = m.get("template_family") or m.get("error") or "unknown"
-        table.add_row("*" if m["selected"] else "", m["name"], family, f"{m['size_mb']} MB", m["path"])
+        table.add_row(
+            "*" if m["selected"] else "", m["name"], family, f"{m['size_mb']} MB", m["path"]
+        )
     out.print(table)
 
 
