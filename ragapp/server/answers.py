@@ -149,8 +149,9 @@ async def answer_events(
     events: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue()
     stop = threading.Event()
 
-    def emit(name: str, data: dict[str, Any]) -> None:
-        loop.call_soon_threadsafe(events.put_nowait, (name, data))
+    def emit(name: str, data: dict[str, Any] | None) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is gone (server shutting down)
+            loop.call_soon_threadsafe(events.put_nowait, None if data is None else (name, data))
 
     def work() -> None:
         try:
@@ -164,8 +165,7 @@ async def answer_events(
             log.exception("answering failed")
             emit("error", {"status": 500, "error": type(exc).__name__, "detail": str(exc)})
         finally:
-            with contextlib.suppress(RuntimeError):  # the loop is gone (server shutting down)
-                loop.call_soon_threadsafe(events.put_nowait, None)
+            emit("end", None)
 
     threading.Thread(target=work, name="ragapp-answer", daemon=True).start()
     try:
