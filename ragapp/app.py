@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import threading
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -26,40 +27,83 @@ from ragapp.store import ChunkStore, make_client
 from ragapp.types import Answer, Source
 
 
-class RagApp:
-    """Everything a command or request needs. Models load lazily: `status` never loads the LLM."""
+class Models:
+    """The embedder, the LLM and the Chroma client, each created once on first use and safe
+    to share between threads: one per process, used by every collection (the server's)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._lock = threading.Lock()
+        self._client: Any = None
+        self._embeddings: Any = None
+        self._llm: LoadedLLM | None = None
 
     @cached_property
     def embedding_spec(self) -> EmbeddingSpec:
         return resolve_embedding_model(self.settings.embedding_model)
 
     @cached_property
-    def store(self) -> ChunkStore:
-        spec = self.embedding_spec
-        return ChunkStore(
-            lambda: make_client(self.settings),
-            self.settings.collection,
-            spec,
-            embedding_dimension(spec),
-            lambda: load_embeddings(
-                spec,
-                self.settings.embedding_batch_size,
-                self.settings.embedding_runtime,
-                self.settings.cache_dir / "onnx",
-            ),
-        )
+    def embedding_dim(self) -> int:
+        return embedding_dimension(self.embedding_spec)
+
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = make_client(self.settings)
+            return self._client
+
+    def embeddings(self) -> Any:
+        with self._lock:
+            if self._embeddings is None:
+                s = self.settings
+                self._embeddings = load_embeddings(
+                    self.embedding_spec, s.embedding_batch_size, s.embedding_runtime,
+                    s.cache_dir / "onnx",
+                )  # fmt: skip
+            return self._embeddings
+
+    def llm(self) -> LoadedLLM:
+        with self._lock:
+            if self._llm is None:
+                self._llm = load_llm(self.settings)
+            return self._llm
+
+    @property
+    def llm_loaded(self) -> LoadedLLM | None:
+        return self._llm
+
+
+class RagApp:
+    """Everything a command or request needs, for one collection. Models load lazily:
+    `status` never loads the LLM. ``models`` are shared when given (the server's)."""
+
+    def __init__(self, settings: Settings, models: Models | None = None) -> None:
+        self.settings = settings
+        self.models = models or Models(settings)
+
+    @property
+    def embedding_spec(self) -> EmbeddingSpec:
+        return self.models.embedding_spec
 
     @cached_property
+    def store(self) -> ChunkStore:
+        return ChunkStore(
+            self.models.client,
+            self.settings.collection,
+            self.models.embedding_spec,
+            self.models.embedding_dim,
+            self.models.embeddings,
+        )
+
+    @property
     def llm(self) -> LoadedLLM:
-        return load_llm(self.settings)
+        return self.models.llm()
 
     @property
     def llm_label(self) -> str:
         """The loaded model's name (a server's model, once asked), else the configured one."""
-        return self.llm.label if "llm" in self.__dict__ else llm_label(self.settings)
+        loaded = self.models.llm_loaded
+        return loaded.label if loaded is not None else llm_label(self.settings)
 
     def retriever(
         self,

@@ -7,20 +7,16 @@ import hashlib
 import logging
 import threading
 import time
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from ragapp.app import RagApp
-from ragapp.embeddings import EmbeddingSpec, embedding_dimension, load_embeddings
+from ragapp.app import Models, RagApp
 from ragapp.errors import ConfigError, EmptyCollectionError
-from ragapp.llms import LoadedLLM, load_llm
 from ragapp.server.jobs import Jobs
 from ragapp.server.queue import AnswerQueue
 from ragapp.settings import Settings
-from ragapp.store import ChunkStore, make_client
 
 log = logging.getLogger(__name__)
 
@@ -35,79 +31,8 @@ def chunk_anchor(text: str) -> str:
     return "c-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
-class SharedModels:
-    """The embedder, the LLM and the Chroma client, each created once on first use."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._locks = {name: threading.Lock() for name in ("client", "embeddings", "llm")}
-        self._llm: LoadedLLM | None = None
-        self._embeddings: Any = None
-        self._client: Any = None
-
-    @cached_property
-    def embedding_spec(self) -> EmbeddingSpec:
-        from ragapp.embeddings import resolve_embedding_model
-
-        return resolve_embedding_model(self.settings.embedding_model)
-
-    @cached_property
-    def embedding_dim(self) -> int:
-        return embedding_dimension(self.embedding_spec)
-
-    def client(self) -> Any:
-        with self._locks["client"]:
-            if self._client is None:
-                self._client = make_client(self.settings)
-            return self._client
-
-    def embeddings(self) -> Any:
-        with self._locks["embeddings"]:
-            if self._embeddings is None:
-                s = self.settings
-                self._embeddings = load_embeddings(
-                    self.embedding_spec,
-                    s.embedding_batch_size,
-                    s.embedding_runtime,
-                    s.cache_dir / "onnx",
-                )
-            return self._embeddings
-
-    def llm(self) -> LoadedLLM:
-        with self._locks["llm"]:
-            if self._llm is None:
-                self._llm = load_llm(self.settings)
-            return self._llm
-
-    @property
-    def llm_loaded(self) -> LoadedLLM | None:
-        return self._llm
-
-
 class CollectionApp(RagApp):
     """A collection's RagApp whose models are the server's, shared with every collection."""
-
-    def __init__(self, settings: Settings, models: SharedModels) -> None:
-        super().__init__(settings)
-        self.models = models
-
-    @cached_property
-    def embedding_spec(self) -> EmbeddingSpec:
-        return self.models.embedding_spec
-
-    @cached_property
-    def store(self) -> ChunkStore:
-        return ChunkStore(
-            self.models.client,
-            self.settings.collection,
-            self.models.embedding_spec,
-            self.models.embedding_dim,
-            self.models.embeddings,
-        )
-
-    @property
-    def llm(self) -> LoadedLLM:  # type: ignore[override]
-        return self.models.llm()
 
     @property
     def uploads_dir(self) -> Path:
@@ -132,7 +57,7 @@ class ServerState:
         self.settings = settings
         self.token = token or None
         self.started_at = time.time()
-        self.models = SharedModels(settings)
+        self.models = Models(settings)
         self.queue = AnswerQueue()
         self.jobs = Jobs()
         self._apps: dict[str, CollectionApp] = {}
