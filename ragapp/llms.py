@@ -79,8 +79,8 @@ def gguf_path(settings: Settings) -> Path:
 
 
 def llm_label(settings: Settings) -> str:
-    if settings.llm_backend == "llamacpp" and settings.llm_model == BUNDLED:
-        return f"llamacpp:{BUNDLED_LLM} (bundled)"
+    if settings.llm_backend in ("llamacpp", "gpt4all") and settings.llm_model == BUNDLED:
+        return f"{settings.llm_backend}:{BUNDLED_LLM} (bundled)"
     return settings.llm_label
 
 
@@ -107,7 +107,13 @@ def load_llamacpp(settings: Settings) -> LoadedLLM:
             max_tokens=settings.max_tokens,
             streaming=True,
             verbose=False,
-            model_kwargs={"flash_attn": settings.flash_attn, "type_k": kv_type, "type_v": kv_type},
+            model_kwargs={
+                "flash_attn": settings.flash_attn,
+                "type_k": kv_type,
+                "type_v": kv_type,
+                # the prompt too: llama-cpp-python would use every CPU for it otherwise
+                **({"n_threads_batch": settings.n_threads} if settings.n_threads else {}),
+            },
         )
     except ValueError as exc:
         raise BackendError(f"llama.cpp could not load {path}: {exc}") from None
