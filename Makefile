@@ -10,9 +10,9 @@ DEMO_Q ?= What was the cooperative's total income for 2025?
 .PHONY: install system-deps demo test lint bench lock clean
 
 # Debian packages for OCR (scanned PDFs, images), pandoc formats (odt, rtf, epub) and the
-# browser the web UI tests drive (chromium).
+# browser the web UI tests drive (chromium), and strace (the gpt4all no-network test).
 # Optional for users: without them those files are skipped with the reason. CI installs them.
-SYSTEM_DEPS := tesseract-ocr tesseract-ocr-eng poppler-utils pandoc chromium
+SYSTEM_DEPS := tesseract-ocr tesseract-ocr-eng poppler-utils pandoc chromium strace
 
 $(STAMP): pyproject.toml $(LOCK)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "ragapp needs Python 3.11 (set PYTHON=python3.11)")'
