@@ -169,7 +169,17 @@ class RagApp:
         on_token: Any = None,
         where: dict[str, Any] | None = None,
     ) -> Answer:
-        chain = self.chain(k, where)
+        return self.answer(self.chain(k, where), question, history, on_token)
+
+    def answer(
+        self,
+        chain: Runnable[dict[str, Any], Any],
+        question: str,
+        history: list[BaseMessage] | None = None,
+        on_token: Any = None,
+    ) -> Answer:
+        """Run an answer chain; what a server backend's client raised (connection lost,
+        model gone) becomes the backend's one-line error."""
         try:
             return run_answer(chain, question, history, on_token)
         except Exception as exc:

@@ -92,3 +92,17 @@ def test_doctor_and_models_read_the_server(corpus: Corpus, ollama: OllamaServer)
     listed = corpus.cli("models", "--json", env=env(ollama, **more)).json()["models"]
     served = [m for m in listed if m["origin"] == "ollama"]
     assert [(m["name"], m["selected"]) for m in served] == [(MODEL, True)]
+
+
+def test_client_errors_become_one_line_backend_errors() -> None:
+    import ollama as client
+
+    from ragapp.errors import BackendError
+    from ragapp.llm_servers import ollama_error
+
+    url = "http://127.0.0.1:11434"
+    down = ollama_error(ConnectionError("Failed to connect"), url, MODEL)
+    assert isinstance(down, BackendError) and "cannot reach Ollama at" in str(down)
+    gone = ollama_error(client.ResponseError("model not found", 404), url, MODEL)
+    assert str(gone) == f"Ollama at {url} has no model '{MODEL}': run `ollama pull {MODEL}`"
+    assert ollama_error(ValueError("ours"), url, MODEL) is None  # not the client's: re-raised

@@ -21,7 +21,6 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.runnables import RunnableGenerator
 
-from ragapp.chain import run_answer
 from ragapp.errors import RagappError
 from ragapp.retriever import metadata_filter, select_sources
 from ragapp.server.queue import Cancelled
@@ -137,7 +136,7 @@ def answer_blocking(
         emit("started", {})
         state.prepare_retrieval(app)
         chain = app.chain(question.k, question.where) | _tap_sources(on_sources)
-        return run_answer(chain, question.text, question.history, on_token)
+        return app.answer(chain, question.text, question.history, on_token)
 
 
 async def answer_events(
