@@ -56,7 +56,10 @@ class ScoredRetriever(BaseRetriever):
         in one Chroma query."""
         include = ["documents", "metadatas", "distances"] + (["embeddings"] if vectors else [])
         found = self.vectorstore._collection.query(
-            query_embeddings=[query_vector.tolist()], n_results=n, where=self.filter, include=include
+            query_embeddings=[query_vector.tolist()],
+            n_results=n,
+            where=self.filter,
+            include=include,
         )
         hits = [
             (Document(text or "", metadata=meta or {}, id=id_), 1.0 - float(distance))
@@ -69,10 +72,16 @@ class ScoredRetriever(BaseRetriever):
 
     def _hybrid(self, query: str, k: int, candidates: int = 50) -> list[tuple[Document, float]]:
         """Dense and BM25 rankings of up to 50 candidates each, fused by reciprocal rank
-        (1/(rrf_k + rank), BM25's share weighted by keyword_weight). Every hit keeps its
+        (1/(rrf_k + rank), BM25's share weighted by keyword_weight). When the keyword index
+        holds window vectors, the dense candidates are re-ordered by the mean of their own
+        cosine and their best window's (a passage deep in a long chunk then counts; chunks
+        too short for windows count their own cosine twice). Every hit keeps its chunk's
         cosine relevance as its score, BM25-only hits included, so min_score means the same."""
         query_vector = np.array(self.vectorstore.embeddings.embed_query(query))
         dense, _ = self._dense(query_vector, max(k, candidates))
+        windows = self.keyword.best_windows([str(doc.id) for doc, _ in dense], query_vector)
+        if windows:
+            dense.sort(key=lambda hit: -(hit[1] + windows.get(str(hit[0].id), hit[1])) / 2)
         docs = {doc.id: (doc, score) for doc, score in dense}
         keyword_ids = self.keyword.search(query, max(k, candidates))
         missing = [i for i in keyword_ids if i not in docs]
