@@ -127,8 +127,14 @@ class RagApp:
 
     @cached_property
     def keyword_index(self) -> KeywordIndex:
-        """The BM25 side of hybrid search, loaded (or rebuilt, if the collection changed)."""
-        index = KeywordIndex(self._keyword_dir, self.store.collection)
+        """The derived side of hybrid search (BM25, and window vectors unless window_chars is
+        0), loaded (or rebuilt, if the collection changed; windows only for new chunks)."""
+        index = KeywordIndex(
+            self._keyword_dir,
+            self.store.collection,
+            embeddings=self.models.embeddings,
+            window_chars=self.settings.window_chars,
+        )
         index.refresh()
         return index
 

@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(
         default_factory=lambda: Path(platformdirs.user_cache_dir("ragapp")),
         description="Directory for derived files that can be rebuilt at any time "
-        "(the embedding model's verified ONNX export).",
+        "(the embedding model's verified ONNX export, and GGUF copies gpt4all can load).",
     )
     collection: str = Field(
         default="default",
@@ -151,7 +151,10 @@ class Settings(BaseSettings):
         default=-1, ge=-1, description="Layers offloaded to the GPU (-1: all, 0: CPU only)."
     )
     n_threads: int | None = Field(
-        default=None, ge=1, description="CPU threads for llama.cpp (default: all physical cores)."
+        default=None,
+        ge=1,
+        description="CPU threads for llama.cpp and gpt4all, prompt and generation "
+        "(default: llama-cpp-python's own choice).",
     )
     flash_attn: bool = Field(default=False, description="Use flash attention in llama.cpp.")
     kv_cache_type: KVCacheType = Field(
@@ -167,7 +170,10 @@ class Settings(BaseSettings):
         "sent to every backend (OpenAI-compatible servers get it as an extra field).",
     )
     max_tokens: int = Field(default=256, ge=1, description="Maximum tokens in an answer.")
-    seed: int = Field(default=42, description="Sampling seed, for repeatable answers.")
+    seed: int = Field(
+        default=42,
+        description="Sampling seed, for repeatable answers (gpt4all has none: use temperature 0).",
+    )
     history_turns: int = Field(
         default=4, ge=0, description="Previous chat turns kept in the prompt of `ragapp chat`."
     )
