@@ -18,7 +18,14 @@ from langchain_core.documents import Document
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.retrievers import BaseRetriever
-from langchain_core.runnables import Runnable, RunnableBranch, RunnableLambda, RunnablePassthrough
+from langchain_core.runnables import (
+    Runnable,
+    RunnableConfig,
+    RunnableGenerator,
+    RunnableLambda,
+    RunnablePassthrough,
+)
+from langchain_core.runnables.utils import AddableDict
 
 from ragapp.citations import missing_citations
 from ragapp.errors import ContextOverflowError
@@ -106,10 +113,17 @@ def build_chain(retriever: BaseRetriever, loaded: LoadedLLM) -> Runnable[dict[st
     {"answer": token}..."""
     # small models go on to invent the next "Question:" of our template: stop there
     generate = ANSWER_PROMPT | loaded.generate(stop=["\nQuestion:"]) | StrOutputParser()
-    answer = RunnableBranch(
-        (lambda x: not x["sources"], RunnableLambda(lambda _: REFUSAL, name="refuse")),
-        generate,
-    )
+
+    def answer(inputs: Iterator[dict[str, Any]], config: RunnableConfig) -> Iterator[AddableDict]:
+        # A generator, not `assign(answer=...)`: RunnableParallel hands every streamed token
+        # across a thread pool, which cost about 3% of decode speed.
+        for x in inputs:
+            yield AddableDict(sources=x["sources"])
+            if not x["sources"]:
+                yield AddableDict(answer=REFUSAL)
+                continue
+            for token in generate.stream(x, config):
+                yield AddableDict(answer=token)
 
     def to_sources(docs: list[Document]) -> list[Source]:
         return [to_source(d) for d in docs]
@@ -121,7 +135,7 @@ def build_chain(retriever: BaseRetriever, loaded: LoadedLLM) -> Runnable[dict[st
         RunnablePassthrough.assign(query=RunnableLambda(search_query, name="standalone_question"))
         | RunnablePassthrough.assign(sources=itemgetter("query") | retriever | to_sources)
         | RunnableLambda(lambda x: fit_context(loaded, x), name="fit_context")
-        | RunnablePassthrough.assign(answer=answer).pick(["sources", "answer"])
+        | RunnableGenerator(answer, name="answer")
     )
 
 
