@@ -7,7 +7,7 @@ LOCK   := requirements/constraints.txt
 STAMP  := $(VENV)/.installed
 DEMO_Q ?= What was the cooperative's total income for 2025?
 
-.PHONY: install system-deps demo test lint bench lock clean
+.PHONY: install system-deps demo serve test lint bench lock clean
 
 # Debian packages for OCR (scanned PDFs, images), pandoc formats (odt, rtf, epub) and the
 # browser the web UI tests drive (chromium), and strace (the gpt4all no-network test).
@@ -36,6 +36,10 @@ system-deps:  ## the Debian packages above (needs root)
 demo: install  ## ingest sample_docs/ and answer a question, fully offline
 	$(BIN)/ragapp --collection sample-docs ingest sample_docs/
 	$(BIN)/ragapp --collection sample-docs ask "$(DEMO_Q)"
+
+serve: install  ## the web UI and HTTP API over sample_docs/ on http://127.0.0.1:8000
+	$(BIN)/ragapp --collection sample-docs ingest sample_docs/
+	$(BIN)/ragapp --collection sample-docs serve
 
 test: install  ## lint, then the whole test suite
 	$(BIN)/ruff check ragapp ingest tests bench tools
