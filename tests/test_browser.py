@@ -277,6 +277,9 @@ def test_login_with_a_token(browser: Any, tmp_path: Path) -> None:
         page.click("button[type=submit]")
         page.wait_for_url(url + "/")
         page.locator("#docs-empty").wait_for()  # the API answered with the session cookie
+        page.wait_for_function(  # /api/status too (the models may still be loading)
+            "() => document.querySelector('#status-model').textContent !== 'Loading…'"
+        )
         assert "llama.cpp" in page.locator("#status-model").text_content()
         tab.shot("8-after-login")
         page.get_by_role("button", name="Sign out").click()
