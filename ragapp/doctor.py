@@ -6,11 +6,7 @@ read its metadata, and the store is only counted.
 
 from __future__ import annotations
 
-import os
 import re
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -57,26 +53,12 @@ def llama_build() -> dict[str, Any]:
     }
 
 
-@contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """llama.cpp's C code writes to fd 2 directly, whatever verbose says."""
-    sys.stderr.flush()
-    fd = sys.stderr.fileno()
-    saved = os.dup(fd)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), fd)
-            yield
-    finally:
-        os.dup2(saved, fd)
-        os.close(saved)
-
-
 def _model_metadata(path: str) -> dict[str, Any]:
-    from llama_cpp import Llama
+    from pathlib import Path
 
-    with _quiet_stderr():
-        model = Llama(model_path=path, vocab_only=True, verbose=False)
+    from ragapp.gguf_compat import open_vocab
+
+    model = open_vocab(Path(path))
     try:
         return dict(model.metadata)
     finally:

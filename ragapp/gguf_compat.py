@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ragapp.errors import BackendError
 
@@ -199,12 +200,18 @@ def quiet_native_stderr() -> Iterator[NativeOutput]:
             output.text = sink.read().decode("utf-8", errors="replace")
 
 
-def llama_cpp_tokens(path: Path, text: str) -> list[int]:
-    """Token ids of ``text`` by llama-cpp-python's tokenizer of ``path`` (special tokens parsed)."""
+def open_vocab(path: Path) -> Any:
+    """A ``llama_cpp.Llama`` with only the vocabulary and metadata of ``path`` loaded (no
+    weights), its native log kept off the terminal."""
     import llama_cpp
 
     with quiet_native_stderr():
-        vocab = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+        return llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+
+
+def llama_cpp_tokens(path: Path, text: str) -> list[int]:
+    """Token ids of ``text`` by llama-cpp-python's tokenizer of ``path`` (special tokens parsed)."""
+    vocab = open_vocab(path)
     try:
         return list(vocab.tokenize(text.encode("utf-8"), add_bos=False, special=True))
     finally:

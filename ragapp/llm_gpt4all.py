@@ -25,12 +25,11 @@ from langchain_core.language_models import LLM
 from langchain_core.outputs import GenerationChunk
 from pydantic import ConfigDict, PrivateAttr
 
-from ragapp.bundled import BUNDLED_LLM
 from ragapp.errors import BackendError
-from ragapp.gguf_compat import compatible_gguf, quiet_native_stderr
-from ragapp.llms import LoadedLLM, gguf_path, llama_tokenizer
+from ragapp.gguf_compat import compatible_gguf, open_vocab, quiet_native_stderr
+from ragapp.llms import LoadedLLM, gguf_path, llama_tokenizer, llm_label
 from ragapp.prompts import choose_format
-from ragapp.settings import BUNDLED, Settings
+from ragapp.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -250,15 +249,12 @@ def load_gpt4all(settings: Settings) -> LoadedLLM:
     """gpt4all's runtime in-process on the configured GGUF (a verified compatible copy of
     it if gpt4all's llama.cpp only lacks the name of its pre-tokenizer)."""
     _import_gpt4all()
-    import llama_cpp
-
     source = gguf_path(settings)
     model_file = compatible_gguf(source, settings.cache_dir, checks=[gpt4all_tokens])
     client = open_gpt4all(model_file, settings.n_ctx, settings.n_threads or default_threads())
     # Prompt format and token counts come from the original file, by llama-cpp-python's
     # tokenizer (for a renamed copy, compatible_gguf has checked that gpt4all's agrees).
-    with quiet_native_stderr():
-        vocab = llama_cpp.Llama(model_path=str(source), vocab_only=True, verbose=False)
+    vocab = open_vocab(source)
     metadata = dict(vocab.metadata)
     return LoadedLLM(
         llm=GPT4AllLLM(
@@ -269,9 +265,7 @@ def load_gpt4all(settings: Settings) -> LoadedLLM:
             n_batch=settings.n_batch,
         ),
         prompt_format=choose_format(settings.prompt_format, metadata),
-        label=f"gpt4all:{BUNDLED_LLM} (bundled)"
-        if settings.llm_model == BUNDLED
-        else settings.llm_label,
+        label=llm_label(settings),
         metadata=metadata,
         n_ctx=settings.n_ctx,
         max_tokens=settings.max_tokens,
