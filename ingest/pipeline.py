@@ -363,10 +363,8 @@ def ingest_paths(
         to_parse = [j for j in jobs if not (j.reuse_from and sync.reuse(j))]
         _parse_all(sync, to_parse, settings.resolved_ingest_workers, parse_file)
         sync.flush()
-        for source in gone:
-            store.remove_file(source)
-            ledger.forget(source)
-            sync.report.removed += 1
+        remove_files(store, ledger, gone)
+        sync.report.removed += len(gone)
 
     for path in missing:
         sync.fail(path, "no such file or directory")
@@ -377,3 +375,14 @@ def ingest_paths(
             fh.write("\n".join(sync.log_lines) + "\n")
     sync.report.seconds = time.perf_counter() - started
     return sync.report
+
+
+def remove_files(store: ChunkStore, ledger: Ledger, sources: Iterable[str]) -> int:
+    """Take files out of the collection: their chunks first, then their ledger rows (so a
+    crash in between leaves a row whose chunks are gone, which the next sync repairs, never
+    chunks nobody knows about). Returns the number of chunks removed."""
+    chunks = 0
+    for source in sources:
+        chunks += store.remove_file(source)
+        ledger.forget(source)
+    return chunks

@@ -33,7 +33,8 @@ class Models:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._lock = threading.Lock()
+        # one lock each: loading the LLM (seconds) must not hold up the store or the embedder
+        self._locks = {name: threading.Lock() for name in ("client", "embeddings", "llm")}
         self._client: Any = None
         self._embeddings: Any = None
         self._llm: LoadedLLM | None = None
@@ -47,13 +48,13 @@ class Models:
         return embedding_dimension(self.embedding_spec)
 
     def client(self) -> Any:
-        with self._lock:
+        with self._locks["client"]:
             if self._client is None:
                 self._client = make_client(self.settings)
             return self._client
 
     def embeddings(self) -> Any:
-        with self._lock:
+        with self._locks["embeddings"]:
             if self._embeddings is None:
                 s = self.settings
                 self._embeddings = load_embeddings(
@@ -63,7 +64,7 @@ class Models:
             return self._embeddings
 
     def llm(self) -> LoadedLLM:
-        with self._lock:
+        with self._locks["llm"]:
             if self._llm is None:
                 self._llm = load_llm(self.settings)
             return self._llm
@@ -189,7 +190,8 @@ class RagApp:
         try:
             return run_answer(chain, question, history, on_token)
         except Exception as exc:
-            describe = self.llm.describe_error
+            loaded = self.models.llm_loaded
+            describe = loaded.describe_error if loaded is not None else None
             translated = describe(exc) if describe is not None else None
             if translated is None:
                 raise

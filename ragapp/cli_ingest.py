@@ -215,6 +215,7 @@ def remove(
     Example:  ragapp remove ~/Documents/old-contract.pdf
     """
     from ingest.discover import is_under
+    from ingest.pipeline import remove_files
     from ragapp.errors import RagappError
 
     app = _app(ctx)
@@ -223,10 +224,7 @@ def remove(
     gone = [s for s in ledger.entries() if any(is_under(s, t) for t in targets)]
     if not gone:
         raise RagappError("nothing ingested under " + ", ".join(map(str, targets)))
-    chunks = 0
-    for source in gone:
-        chunks += app.store.remove_file(source)
-        ledger.forget(source)
+    chunks = remove_files(app.store, ledger, gone)
     app.refresh_keyword_index()
     if json_out:
         _print_json({"removed": gone, "chunks": chunks})

@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 
 from ingest.discover import is_under
 from ingest.loaders import PARTITIONERS, file_type
-from ingest.pipeline import ingest_paths
+from ingest.pipeline import ingest_paths, remove_files
 from ragapp.server.jobs import Job
 from ragapp.server.security import safe_filename
 from ragapp.server.state import CollectionApp, ServerState, document_id
@@ -116,16 +116,12 @@ def sync_collection(state: ServerState, app: CollectionApp) -> Any:
         targets = present + ([uploads] if uploads.is_dir() else [])
         job.expect([str(p) for p in present])
         report = ingest_paths(targets, app.store, app.settings, job, ledger=ledger)
-        for path in gone:
-            app.store.remove_file(path)
-            ledger.forget(path)
-            report.removed += 1
-            job.set_file(path, "removed")
         if not uploads.is_dir():  # the uploads folder itself was deleted: forget its files
-            for path in [p for p in known if is_upload(app, p)]:
-                app.store.remove_file(path)
-                ledger.forget(path)
-                report.removed += 1
+            gone += [p for p in known if is_upload(app, p)]
+        remove_files(app.store, ledger, gone)
+        report.removed += len(gone)
+        for path in gone:
+            job.set_file(path, "removed")
         state.keyword_changed(app.settings.collection)
         return report.to_json()
 
@@ -134,8 +130,7 @@ def sync_collection(state: ServerState, app: CollectionApp) -> Any:
 
 def delete_document(state: ServerState, app: CollectionApp, entry: Any) -> dict[str, Any]:
     """Remove a file's chunks and ledger row, and the uploaded copy if it was an upload."""
-    chunks = app.store.remove_file(entry.path)
-    app.ledger().forget(entry.path)
+    chunks = remove_files(app.store, app.ledger(), [entry.path])
     deleted = False
     if is_upload(app, entry.path):
         path = Path(entry.path)
