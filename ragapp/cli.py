@@ -60,14 +60,10 @@ TypeFilterOpt = Annotated[
 def _search_filter(app: RagApp, paths: list[str] | None, types: list[str] | None) -> dict | None:
     """The metadata filter for --path / --type; a clear error when no ingested file matches."""
     from ragapp.cli_ingest import open_ledger
-    from ragapp.retriever import metadata_filter, select_sources
+    from ragapp.retriever import file_filter
 
-    sources = None
-    if paths:
-        sources = select_sources(open_ledger(app.settings).entries(), paths, Path.cwd())
-        if not sources:
-            raise RagappError(f"no ingested file matches --path {' '.join(paths)}")
-    return metadata_filter(sources, types)
+    ingested = open_ledger(app.settings).entries() if paths else []
+    return file_filter(ingested, paths, types, Path.cwd())
 
 
 # --- retrieve ----------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ RagappError
 ├── EmbeddingMismatchError the collection was built with another embedding model
 ├── StoreError             the vector store cannot be opened or written
 ├── EmptyCollectionError   a question asked of a collection with nothing in it
+├── NoMatchingFileError    a path filter that matches no ingested file
 ├── BackendError           an LLM backend that is missing or unreachable
 └── ContextOverflowError   the question and one passage do not fit the model's context
 """
@@ -32,6 +33,10 @@ class StoreError(RagappError):
 
 
 class EmptyCollectionError(RagappError):
+    pass
+
+
+class NoMatchingFileError(RagappError):
     pass
 
 

@@ -13,6 +13,7 @@ from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 
+from ragapp.errors import NoMatchingFileError
 from ragapp.types import Source
 
 
@@ -157,3 +158,20 @@ def metadata_filter(
     if not clauses:
         return None
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+def file_filter(
+    ingested: Iterable[str],
+    paths: Sequence[str] | None,
+    file_types: Sequence[str] | None,
+    cwd: Path,
+    option: str = "--path",
+) -> dict[str, Any] | None:
+    """The `where` for path globs and file types (`--path`/`--type`, the API's path/type);
+    NoMatchingFileError when globs are given and no ingested file matches them."""
+    sources = None
+    if paths:
+        sources = select_sources(ingested, paths, cwd)
+        if not sources:
+            raise NoMatchingFileError(f"no ingested file matches {option} {' '.join(paths)}")
+    return metadata_filter(sources, file_types)

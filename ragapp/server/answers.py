@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -21,14 +20,14 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.runnables import RunnableGenerator
 
+from ragapp.citations import cited_numbers
 from ragapp.errors import RagappError
-from ragapp.retriever import metadata_filter, select_sources
+from ragapp.retriever import file_filter
 from ragapp.server.queue import Cancelled
 from ragapp.server.state import CollectionApp, ServerState, chunk_anchor, document_id
 from ragapp.types import Answer, Source
 
 log = logging.getLogger(__name__)
-_MARKER = re.compile(r"\[(\d+)\]")
 
 
 @dataclass
@@ -50,12 +49,8 @@ def search_filter(
     app: CollectionApp, paths: list[str] | None, types: list[str] | None
 ) -> dict[str, Any] | None:
     """The Chroma filter for path globs and file types (as `ragapp ask --path --type`)."""
-    sources = None
-    if paths:
-        sources = select_sources(app.ledger().entries(), paths, Path.cwd())
-        if not sources:
-            raise LookupError(f"no ingested file matches path {' '.join(paths)}")
-    return metadata_filter(sources, types)
+    ingested = app.ledger().entries() if paths else []
+    return file_filter(ingested, paths, types, Path.cwd(), option="path")
 
 
 def chat_history(messages: Sequence[tuple[str, str]], turns: int) -> list[BaseMessage]:
@@ -68,16 +63,6 @@ def chat_history(messages: Sequence[tuple[str, str]], turns: int) -> list[BaseMe
         elif role == "assistant":
             kept.append(AIMessage(content))
     return kept[-2 * turns :] if turns else []
-
-
-def cited(answer: Answer) -> list[int]:
-    """The source numbers the answer cites with [n] markers, each once, in order."""
-    found: list[int] = []
-    for match in _MARKER.finditer(answer.text):
-        n = int(match.group(1))
-        if 1 <= n <= len(answer.sources) and n not in found:
-            found.append(n)
-    return found
 
 
 def source_json(n: int, src: Source) -> dict[str, Any]:
@@ -99,7 +84,7 @@ def done_json(answer: Answer) -> dict[str, Any]:
         "answer": data["answer"],
         "refused": data["refused"],
         "not_found": not answer.sources,
-        "citations": cited(answer),
+        "citations": cited_numbers(answer.text, len(answer.sources)),
         "citations_added": data["citations_added"],
         "timings": data["timings"],
     }

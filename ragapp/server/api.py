@@ -17,7 +17,7 @@ from starlette.datastructures import UploadFile
 from starlette.types import Message, Receive
 
 import ragapp
-from ragapp.errors import ConfigError, RagappError
+from ragapp.errors import ConfigError, NoMatchingFileError, RagappError
 from ragapp.server import documents as docs
 from ragapp.server.answers import (
     Question,
@@ -111,7 +111,7 @@ async def _answer_response(
 def _where(app: CollectionApp, path: Any, file_type: Any) -> dict[str, Any] | None:
     try:
         return search_filter(app, as_list(path), as_list(file_type))
-    except LookupError as exc:
+    except NoMatchingFileError as exc:
         raise HTTPException(404, str(exc)) from None
 
 
