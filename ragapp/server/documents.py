@@ -97,7 +97,7 @@ def ingest_files(state: ServerState, app: CollectionApp, paths: list[Path]) -> A
     def work(job: Job) -> dict[str, Any]:
         job.expect([str(p) for p in paths])
         report = ingest_paths(paths, app.store, app.settings, job, ledger=app.ledger())
-        state.keyword_changed(app.settings.collection)
+        refresh_search_index(state, app)
         return report.to_json()
 
     return work
@@ -122,10 +122,18 @@ def sync_collection(state: ServerState, app: CollectionApp) -> Any:
         report.removed += len(gone)
         for path in gone:
             job.set_file(path, "removed")
-        state.keyword_changed(app.settings.collection)
+        refresh_search_index(state, app)
         return report.to_json()
 
     return work
+
+
+def refresh_search_index(state: ServerState, app: CollectionApp) -> None:
+    """After an ingest job: bring the BM25 index and window vectors up to date now, in the
+    LLM queue's turn (no question reads them meanwhile), not at the next question."""
+    state.keyword_changed(app.settings.collection)
+    with state.queue.turn():
+        state.prepare_retrieval(app)
 
 
 def delete_document(state: ServerState, app: CollectionApp, entry: Any) -> dict[str, Any]:
