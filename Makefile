@@ -5,9 +5,15 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/pip --disable-pip-version-check
 LOCK   := requirements/constraints.txt
 STAMP  := $(VENV)/.installed
+# llama.cpp for AVX2 CPUs, not -march=native: a native build on a CPU with AMX emits AMX
+# tile instructions, which fault (SIGSEGV in ldtilecfg) in VMs that don't enable AMX state,
+# as these machines are. Built once into this folder, then installed from it.
+LLAMA_VERSION := 0.3.36
+LLAMA_CMAKE   := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+LLAMA_WHEELS  := $(HOME)/.cache/ragapp/wheels/llama-avx2
 DEMO_Q ?= What was the cooperative's total income for 2025?
 
-.PHONY: install system-deps demo serve test lint bench lock clean
+.PHONY: install system-deps demo serve test test-unit test-integration lint bench lock clean
 
 # Debian packages for OCR (scanned PDFs, images), pandoc formats (odt, rtf, epub) and the
 # browser the web UI tests drive (chromium), and strace (the gpt4all no-network test).
@@ -21,7 +27,10 @@ $(STAMP): pyproject.toml $(LOCK)
 	# the CPU build of torch first, so nothing can pull a CUDA one
 	$(PIP) install -q -c $(LOCK) torch==2.13.0
 	# llama-cpp-python builds from source the first time (about 5 minutes on 2 cores)
-	$(PIP) install -q -c $(LOCK) -e ".[dev]"
+	ls $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl >/dev/null 2>&1 || \
+	  CMAKE_ARGS="$(LLAMA_CMAKE)" $(PIP) wheel -q --no-deps --no-cache-dir \
+	    llama-cpp-python==$(LLAMA_VERSION) -w $(LLAMA_WHEELS)
+	$(PIP) install -q -c $(LOCK) --find-links $(LLAMA_WHEELS) -e ".[dev]"
 	# unstructured's PDF partitioner imports unstructured-inference; its own dependencies
 	# (timm, torchvision, accelerate) would pull a CUDA torch, and we don't use its models
 	$(PIP) install -q --no-deps -c $(LOCK) unstructured-inference==1.6.14
@@ -41,13 +50,19 @@ serve: install  ## the web UI and HTTP API over sample_docs/ on http://127.0.0.1
 	$(BIN)/ragapp --collection sample-docs ingest sample_docs/
 	$(BIN)/ragapp --collection sample-docs serve
 
-test: install  ## lint, then the whole test suite
-	$(BIN)/ruff check ragapp ingest tests bench tools
-	$(BIN)/python -m pytest
+test: lint test-unit test-integration  ## lint, then the unit tier, then the integration tier
 
-lint: install
+test-unit: install  ## fakes and an in-memory store: no model, no Chroma, no network (< 60 s)
+	$(BIN)/python -m pytest tests/unit
+
+test-integration: install  ## the real bundled models, real Chroma, real servers on loopback, a browser
+	$(BIN)/python -m pytest tests/integration
+
+lint: install  ## ruff (lint + format), deptry (every import declared), mypy
 	$(BIN)/ruff check ragapp ingest tests bench tools
 	$(BIN)/ruff format --check ragapp ingest tests bench tools
+	$(BIN)/deptry ragapp ingest
+	$(BIN)/mypy
 
 bench: install  ## ingest / retrieval / generation figures (see README)
 	$(BIN)/python bench/pipeline.py

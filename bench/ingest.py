@@ -40,8 +40,34 @@ def eval_corpus(dest: Path) -> Path:
 
 
 WORDS = [
-    *["harbour", "ledger", "solar", "panel", "meeting", "budget", "volunteer", "council", "report", "survey", "ferry", "depot"],
-    *["archive", "inverter", "battery", "tariff", "member", "share", "dividend", "audit", "roof", "cable", "permit", "grant"],
+    *[
+        "harbour",
+        "ledger",
+        "solar",
+        "panel",
+        "meeting",
+        "budget",
+        "volunteer",
+        "council",
+        "report",
+        "survey",
+        "ferry",
+        "depot",
+    ],
+    *[
+        "archive",
+        "inverter",
+        "battery",
+        "tariff",
+        "member",
+        "share",
+        "dividend",
+        "audit",
+        "roof",
+        "cable",
+        "permit",
+        "grant",
+    ],
 ]
 
 
@@ -85,12 +111,12 @@ def phase_ragapp(docs: Path, data_dir: str) -> dict[str, Any]:
     from ingest.pipeline import ingest_paths
 
     app = _app(data_dir)
-    app.store.embeddings.embed_query("warm up")  # model loads are not ingest time
+    app.collection.store.embeddings.embed_query("warm up")  # model loads are not ingest time
     use_local_spacy()
     started = time.perf_counter()
-    report = ingest_paths([docs], app.store, app.settings)
+    report = ingest_paths([docs], app.collection)
     stored = time.perf_counter()
-    app.refresh_keyword_index()  # as `ragapp ingest` does: BM25 index and window vectors
+    app.collection.refresh_search_index()  # as `ragapp ingest` does: BM25 index and window vectors
     seconds = time.perf_counter() - started
     assert not report.failed, report.failed
     return {
@@ -104,10 +130,10 @@ def phase_ragapp(docs: Path, data_dir: str) -> dict[str, Any]:
 def phase_pure_embed(_: Path, data_dir: str, runtime: str = "auto") -> dict[str, Any]:
     """Embedding alone, of exactly the chunks ragapp stored."""
     app = _app(data_dir, embedding_runtime=runtime)
-    texts = app.store.collection.get(include=["documents"])["documents"]
-    app.store.embeddings.embed_query("warm up")
+    texts = [doc.page_content for doc, _ in app.collection.store.get()]
+    app.collection.store.embeddings.embed_query("warm up")
     started = time.perf_counter()
-    app.store.embeddings.embed_documents(texts)
+    app.collection.store.embeddings.embed_documents(texts)
     return {"seconds": time.perf_counter() - started, "chunks": len(texts)}
 
 

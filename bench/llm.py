@@ -43,7 +43,7 @@ def main() -> None:
     from ingest.loaders import use_local_spacy
     from ingest.pipeline import ingest_paths
     from ragapp.app import RagApp
-    from ragapp.prompts import ANSWER_PROMPT, SYSTEM_PROMPT, format_context
+    from ragapp.query.prompts import ANSWER_PROMPT, SYSTEM_PROMPT, format_context
     from ragapp.settings import load_settings
     from tests.facts import FACTS
 
@@ -51,7 +51,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         use_local_spacy()
         app = RagApp(load_settings(data_dir=Path(tmp)))
-        ingest_paths([ROOT / "sample_docs"], app.store, app.settings)
+        ingest_paths([ROOT / "sample_docs"], app.collection)
         loaded = app.llm
         llama = loaded.llm.client
         fmt = loaded.prompt_format
@@ -106,20 +106,36 @@ def main() -> None:
         "raw_llamacpp_tokens_per_s_p50": statistics.median(raw_tps),
     }
     figures.update(server)
-    figures["reuse_saving"] = 1 - figures["prompt_eval_ms_p50_reuse"] / figures["prompt_eval_ms_p50_no_reuse"]
-    figures["decode_ratio"] = figures["ragapp_tokens_per_s_p50"] / figures["raw_llamacpp_tokens_per_s_p50"]
+    figures["reuse_saving"] = (
+        1 - figures["prompt_eval_ms_p50_reuse"] / figures["prompt_eval_ms_p50_no_reuse"]
+    )
+    figures["decode_ratio"] = (
+        figures["ragapp_tokens_per_s_p50"] / figures["raw_llamacpp_tokens_per_s_p50"]
+    )
     if args.json:
         print(json.dumps(figures, indent=2))
         return
     print(f"# bench/llm.py: bundled SmolLM2-135M, {len(questions)} sample-docs questions, k=4\n")
     print("| measure | p50 |")
     print("|---|---:|")
-    print(f"| time to first token after retrieval, KV state reset each time | {figures['prompt_eval_ms_p50_no_reuse']:.0f} ms |")
-    print(f"| the same, reusing the shared prefix ({prefix_tokens}-token system turn) | {figures['prompt_eval_ms_p50_reuse']:.0f} ms |")
-    print(f"| decode through ragapp (LangChain LlamaCpp, streaming) | {figures['ragapp_tokens_per_s_p50']:.1f} tok/s |")
-    print(f"| decode through raw llama-cpp-python, same prompts | {figures['raw_llamacpp_tokens_per_s_p50']:.1f} tok/s |")
-    print(f"| time to first token after retrieval, openai backend via llama_cpp.server | {figures['server_ttft_ms_p50']:.0f} ms |")
-    print(f"| decode, openai backend via llama_cpp.server | {figures['server_tokens_per_s_p50']:.1f} tok/s |")
+    print(
+        f"| time to first token after retrieval, KV state reset each time | {figures['prompt_eval_ms_p50_no_reuse']:.0f} ms |"
+    )
+    print(
+        f"| the same, reusing the shared prefix ({prefix_tokens}-token system turn) | {figures['prompt_eval_ms_p50_reuse']:.0f} ms |"
+    )
+    print(
+        f"| decode through ragapp (LangChain LlamaCpp, streaming) | {figures['ragapp_tokens_per_s_p50']:.1f} tok/s |"
+    )
+    print(
+        f"| decode through raw llama-cpp-python, same prompts | {figures['raw_llamacpp_tokens_per_s_p50']:.1f} tok/s |"
+    )
+    print(
+        f"| time to first token after retrieval, openai backend via llama_cpp.server | {figures['server_ttft_ms_p50']:.0f} ms |"
+    )
+    print(
+        f"| decode, openai backend via llama_cpp.server | {figures['server_tokens_per_s_p50']:.1f} tok/s |"
+    )
     print(f"\n- prefix reuse saves {100 * figures['reuse_saving']:.0f}% of time to first token")
     print(f"- ragapp decode = {100 * figures['decode_ratio']:.0f}% of raw llama-cpp-python")
 

@@ -57,10 +57,10 @@ def phase_ragapp_ingest(docs: Path, data_dir: str, _: list[str], __: int) -> dic
     from ragapp.app import RagApp
 
     app = RagApp(_settings(data_dir))
-    app.store.embeddings.embed_query("warm up")  # model loads are not ingest time,
+    app.collection.store.embeddings.embed_query("warm up")  # model loads are not ingest time,
     use_local_spacy()  # for either pipeline
     started = time.perf_counter()
-    report = ingest_paths([docs], app.store, app.settings)
+    report = ingest_paths([docs], app.collection)
     seconds = time.perf_counter() - started
     assert not report.failed, report.failed
     return {"seconds": seconds, "files": report.added, "chunks": report.chunks}

@@ -62,7 +62,9 @@ def plain_eval(dataset: Path) -> dict[str, Any]:
     docs_dir, questions = load_dataset(dataset)
     embeddings = HuggingFaceEmbeddings(model_name=str(embedding_model_dir()))
     with tempfile.TemporaryDirectory() as tmp:
-        client = chromadb.PersistentClient(path=tmp, settings=ChromaSettings(anonymized_telemetry=False))
+        client = chromadb.PersistentClient(
+            path=tmp, settings=ChromaSettings(anonymized_telemetry=False)
+        )
         documents = DirectoryLoader(str(docs_dir), loader_cls=UnstructuredFileLoader).load()
         chunks = RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200).split_documents(
             documents
@@ -99,7 +101,9 @@ def main() -> None:
     print("|---|---:|---|" + "---:|" * (len(METRICS) + 1))
     for r in rows:
         cells = " | ".join(f"{r[m]:.3f}" for m in METRICS)
-        print(f"| {r['dataset']} | {r['n']} | {r['system']} | {cells} | {r['retrieve_ms_p50']:.1f} |")
+        print(
+            f"| {r['dataset']} | {r['n']} | {r['system']} | {cells} | {r['retrieve_ms_p50']:.1f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -52,9 +52,3 @@ def _unlistable(errors: list[OSError], root: Path) -> Iterator[Discovered]:
     while errors:
         err = errors.pop(0)
         yield Discovered(Path(str(err.filename)), root, f"cannot read: {err.strerror or err}")
-
-
-def is_under(source: str, root: Path) -> bool:
-    """Whether an ingested source path lies in ``root`` (or is ``root``)."""
-    p = Path(source)
-    return p == root or root in p.parents

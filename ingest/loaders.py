@@ -43,7 +43,9 @@ def _pdf(path: str) -> list[Any]:
     pages = PdfReader(path).pages
     # A page with no text layer is a scan only if it draws an image; blank pages are skipped
     # (OCR of the Debian FAQ's six blank pages cost 3.5 s and found nothing).
-    scanned = [n for n in range(1, len(pages) + 1) if n not in with_text and _has_images(pages[n - 1])]
+    scanned = [
+        n for n in range(1, len(pages) + 1) if n not in with_text and _has_images(pages[n - 1])
+    ]
     if not scanned:
         return elements
     # Pages without a text layer are scans: OCR just those, at their page numbers.
@@ -287,7 +289,7 @@ def use_local_spacy() -> None:
     def no_download() -> None:
         raise RuntimeError("ragapp never downloads models (unstructured asked for a spaCy model)")
 
-    tokenize._get_nlp = lambda: nlp
+    tokenize._get_nlp = lambda: nlp  # type: ignore[assignment]
     tokenize._install_spacy_model = no_download
 
 

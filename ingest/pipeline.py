@@ -28,11 +28,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ingest.chunking import chunk_elements, embedding_text, rekey
-from ingest.discover import Discovered, discover, is_under
-from ingest.ledger import FileEntry, Ledger
+from ingest.discover import Discovered, discover
 from ingest.loaders import LoadError, UnsupportedFile, file_type, is_supported, load_elements
-from ragapp.settings import Settings
-from ragapp.store import ChunkStore
+from ragapp.collection import Collection
+from ragapp.ledger import FileEntry, is_under
 from ragapp.types import Chunk
 
 # Embed once this many chunks are waiting: a few full embedding batches across small files,
@@ -154,17 +153,11 @@ class _Job:
 
 class _Sync:
     def __init__(
-        self,
-        store: ChunkStore,
-        ledger: Ledger,
-        settings: Settings,
-        progress: IngestProgress | None,
-        dry_run: bool = False,
+        self, collection: Collection, progress: IngestProgress | None, dry_run: bool = False
     ) -> None:
         self.dry_run = dry_run
-        self.store = store
-        self.ledger = ledger
-        self.settings = settings
+        self.collection = collection
+        self.settings = collection.settings
         self.progress = progress
         self.report = IngestReport()
         self.pending: list[tuple[_Job, list[Chunk]]] = []
@@ -216,7 +209,7 @@ class _Sync:
             return None
         if entry and entry.sha256 == sha:
             if not self.dry_run:
-                self.ledger.touch(source, st.st_size, st.st_mtime_ns)
+                self.collection.touch_file(source, st.st_size, st.st_mtime_ns)
             self.report.unchanged += 1
             self.done(source, "unchanged")
             return None
@@ -248,7 +241,7 @@ class _Sync:
         if not self.pending:
             return
         texts = [embedding_text(c) for _, chunks in self.pending for c in chunks]
-        vectors = self.store.embeddings.embed_documents(texts)
+        vectors = self.collection.store.embeddings.embed_documents(texts)
         at = 0
         for job, chunks in self.pending:
             self.write(job, chunks, vectors[at : at + len(chunks)])
@@ -257,8 +250,7 @@ class _Sync:
         _release_free_memory()
 
     def write(self, job: _Job, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]) -> None:
-        self.store.write_file(job.source, chunks, vectors)
-        self.ledger.record(job.source, job.size, job.mtime_ns, job.sha256, len(chunks))
+        self.collection.write_file(job.source, chunks, vectors, job.size, job.mtime_ns, job.sha256)
         self.report.count(job.status)
         self.report.chunks += len(chunks)
         self.done(job.source, job.status, len(chunks))
@@ -266,7 +258,7 @@ class _Sync:
     def reuse(self, job: _Job) -> bool:
         """Copy the chunks and vectors of identical content held under another path."""
         assert job.reuse_from is not None
-        chunks, vectors = self.store.file_chunks(job.reuse_from)
+        chunks, vectors = self.collection.copy_of(job.reuse_from)
         if not chunks:
             return False
         moved = rekey(chunks, source=job.source, file_type=file_type(job.path))
@@ -318,24 +310,22 @@ def _parse_all(
 
 def ingest_paths(
     paths: Iterable[Path],
-    store: ChunkStore,
-    settings: Settings,
+    collection: Collection,
     progress: IngestProgress | None = None,
     keep_deleted: bool = False,
     dry_run: bool = False,
-    ledger: Ledger | None = None,
 ) -> IngestReport:
     """Sync the collection with ``paths`` (files and folders)."""
     started = time.perf_counter()
+    settings = collection.settings
     paths = [Path(p).expanduser() for p in paths]
-    ledger = ledger or Ledger(settings.data_dir / "ledger.sqlite", settings.collection)
-    sync = _Sync(store, ledger, settings, progress, dry_run)
+    sync = _Sync(collection, progress, dry_run)
     sync.report.dry_run = dry_run
     missing = [str(p) for p in paths if not p.exists()]
     found = list(discover(p for p in paths if p.exists()))
     if progress is not None:
         progress.start(len(found))
-    entries = ledger.entries()
+    entries = collection.files()
     by_hash = {e.sha256: e.path for e in entries.values()}
 
     jobs = [job for item in found if (job := sync.plan(item, entries, by_hash)) is not None]
@@ -363,7 +353,7 @@ def ingest_paths(
         to_parse = [j for j in jobs if not (j.reuse_from and sync.reuse(j))]
         _parse_all(sync, to_parse, settings.resolved_ingest_workers, parse_file)
         sync.flush()
-        remove_files(store, ledger, gone)
+        collection.remove_files(gone)
         sync.report.removed += len(gone)
 
     for path in missing:
@@ -375,14 +365,3 @@ def ingest_paths(
             fh.write("\n".join(sync.log_lines) + "\n")
     sync.report.seconds = time.perf_counter() - started
     return sync.report
-
-
-def remove_files(store: ChunkStore, ledger: Ledger, sources: Iterable[str]) -> int:
-    """Take files out of the collection: their chunks first, then their ledger rows (so a
-    crash in between leaves a row whose chunks are gone, which the next sync repairs, never
-    chunks nobody knows about). Returns the number of chunks removed."""
-    chunks = 0
-    for source in sources:
-        chunks += store.remove_file(source)
-        ledger.forget(source)
-    return chunks

@@ -1,30 +1,37 @@
-"""The composition root: builds every component from the settings, once, on first use."""
+"""The composition root: builds every component from the settings, once, on first use.
+
+``Models`` holds what is expensive and shared (the store client, the embedder, the LLM);
+``RagApp`` is one collection with the LLM that answers from it. Front ends build these
+and nothing else: a ``Collection`` for reading and writing, ``RagApp.ask`` for answers."""
 
 from __future__ import annotations
 
-import shutil
 import threading
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables import Runnable
 
-from ragapp.chain import build_chain, run_answer
+from ragapp.backends import load_llm
+from ragapp.backends.base import LoadedLLM, llm_label
+from ragapp.collection import Collection
 from ragapp.embeddings import (
-    EmbeddingSpec,
     embedding_dimension,
     load_embeddings,
     resolve_embedding_model,
 )
-from ragapp.errors import EmptyCollectionError
-from ragapp.keyword import KeywordIndex
-from ragapp.llms import LoadedLLM, llm_label, load_llm
-from ragapp.retriever import ScoredRetriever, to_source
+from ragapp.query.chain import build_chain, run_answer
 from ragapp.settings import Settings
-from ragapp.store import ChunkStore, make_client
-from ragapp.types import Answer, Source
+from ragapp.store import (
+    ChromaStore,
+    ChunkStore,
+    MemoryStore,
+    is_memory_url,
+    make_client,
+    memory_space,
+)
+from ragapp.types import Answer, EmbeddingSpec, Source
 
 
 class Models:
@@ -33,6 +40,10 @@ class Models:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # RAGAPP_CHROMA_URL=memory://NAME (unit tests): collections in this process's memory
+        self.memory = (
+            memory_space(settings.chroma_url) if is_memory_url(settings.chroma_url) else None
+        )
         # one lock each: loading the LLM (seconds) must not hold up the store or the embedder
         self._locks = {name: threading.Lock() for name in ("client", "embeddings", "llm")}
         self._client: Any = None
@@ -73,10 +84,29 @@ class Models:
     def llm_loaded(self) -> LoadedLLM | None:
         return self._llm
 
+    def store(self, name: str) -> ChunkStore:
+        if self.memory is not None:
+            return MemoryStore(
+                name, self.embedding_spec, self.embedding_dim, self.embeddings, self.memory
+            )
+        return ChromaStore(
+            self.client, name, self.embedding_spec, self.embedding_dim, self.embeddings
+        )
+
+    def collection(self, settings: Settings) -> Collection:
+        """The collection ``settings`` names, on these models."""
+        return Collection(settings, self.store(settings.collection), embeddings=self.embeddings)
+
+    def collection_names(self) -> list[str]:
+        """Every collection the store holds."""
+        if self.memory is not None:
+            return sorted(self.memory)
+        return sorted(c if isinstance(c, str) else c.name for c in self.client().list_collections())
+
 
 class RagApp:
-    """Everything a command or request needs, for one collection. Models load lazily:
-    `status` never loads the LLM. ``models`` are shared when given (the server's)."""
+    """One collection and the LLM that answers from it. Models load lazily: `status` never
+    loads the LLM. ``models`` are shared when given (the server's)."""
 
     def __init__(self, settings: Settings, models: Models | None = None) -> None:
         self.settings = settings
@@ -87,14 +117,8 @@ class RagApp:
         return self.models.embedding_spec
 
     @cached_property
-    def store(self) -> ChunkStore:
-        return ChunkStore(
-            self.models.client,
-            self.settings.collection,
-            self.models.embedding_spec,
-            self.models.embedding_dim,
-            self.models.embeddings,
-        )
+    def collection(self) -> Collection:
+        return self.models.collection(self.settings)
 
     @property
     def llm(self) -> LoadedLLM:
@@ -106,67 +130,26 @@ class RagApp:
         loaded = self.models.llm_loaded
         return loaded.label if loaded is not None else llm_label(self.settings)
 
-    def retriever(
-        self,
-        k: int | None = None,
-        min_score: float | None = None,
-        where: dict[str, Any] | None = None,
-    ) -> ScoredRetriever:
-        self._require_chunks()
-        return ScoredRetriever(
-            vectorstore=self.store.vectorstore(),
-            k=k or self.settings.top_k,
-            min_score=self.settings.min_score if min_score is None else min_score,
-            filter=where,
-            mmr_lambda=self.settings.mmr_lambda if self.settings.search == "mmr" else None,
-            keyword=self.keyword_index if self.settings.search == "hybrid" else None,
-        )
-
-    @property
-    def _keyword_dir(self) -> Path:
-        return self.settings.data_dir / "keyword" / self.settings.collection
-
-    @cached_property
-    def keyword_index(self) -> KeywordIndex:
-        """The derived side of hybrid search (BM25, and window vectors unless window_chars is
-        0), loaded (or rebuilt, if the collection changed; windows only for new chunks)."""
-        index = KeywordIndex(
-            self._keyword_dir,
-            self.store.collection,
-            embeddings=self.models.embeddings,
-            window_chars=self.settings.window_chars,
-        )
-        index.refresh()
-        return index
-
-    def refresh_keyword_index(self) -> None:
-        """Bring the BM25 index up to date now (after an ingest), not at the next question."""
-        if self.settings.search != "hybrid" or not self.store.count():
-            return
-        if "keyword_index" in self.__dict__:
-            self.keyword_index.refresh()
-        else:
-            self.keyword_index  # noqa: B018  (the first access loads or rebuilds it)
-
-    def drop_keyword_index(self) -> None:
-        shutil.rmtree(self._keyword_dir, ignore_errors=True)
-
-    def _require_chunks(self) -> None:
-        if self.store.count() == 0:
-            raise EmptyCollectionError(
-                f"collection {self.settings.collection!r} is empty: run `ragapp ingest PATH` first"
-            )
+    def status(self) -> dict[str, Any]:
+        """`ragapp status --json`'s fields."""
+        status = self.collection.status()
+        return {
+            "documents": status["documents"],
+            "chunks": status["chunks"],
+            "embedding_model": status["embedding_model"],
+            "llm": self.llm_label,
+            "store": status["store"],
+        }
 
     def retrieve(
         self, question: str, k: int | None = None, where: dict[str, Any] | None = None
     ) -> list[Source]:
-        """Top-k chunks, best first, whatever their score (retrieval is not a judgement)."""
-        return [to_source(d) for d in self.retriever(k, -1.0, where).invoke(question)]
+        return self.collection.retrieve(question, k, where)
 
     def chain(
         self, k: int | None = None, where: dict[str, Any] | None = None
     ) -> Runnable[dict[str, Any], Any]:
-        return build_chain(self.retriever(k, where=where), self.llm)
+        return build_chain(self.collection.retriever(k, where=where), self.llm)
 
     def ask(
         self,

@@ -10,6 +10,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ragapp.backends import BACKENDS, get_backend
 from ragapp.settings import Settings
 
 _GPU_BACKENDS = ("CUDA", "Metal", "Vulkan", "HIP", "ROCm", "SYCL", "OpenCL")
@@ -56,7 +57,7 @@ def llama_build() -> dict[str, Any]:
 def _model_metadata(path: str) -> dict[str, Any]:
     from pathlib import Path
 
-    from ragapp.gguf_compat import open_vocab
+    from ragapp.backends.gguf_compat import open_vocab
 
     model = open_vocab(Path(path))
     try:
@@ -78,7 +79,7 @@ def _llm(settings: Settings, d: Diagnosis) -> None:
     build = llama_build()
     d.facts["llamacpp"] = build
     d.facts["llm_backend"] = settings.llm_backend
-    if settings.llm_backend in ("ollama", "openai"):
+    if get_backend(settings.llm_backend).uses_server:
         trained_ctx, n_ctx = 0, _server_model(settings, d)
     else:
         trained_ctx, n_ctx = _gguf_model(settings, d, build), settings.n_ctx
@@ -88,9 +89,9 @@ def _llm(settings: Settings, d: Diagnosis) -> None:
 
 def _gguf_model(settings: Settings, d: Diagnosis, build: dict[str, Any]) -> int:
     """The local GGUF (llamacpp, gpt4all): family, layers offloaded. Returns its trained context."""
+    from ragapp.backends.base import gguf_path
+    from ragapp.backends.formats import choose_format, detect_family
     from ragapp.errors import RagappError
-    from ragapp.llms import gguf_path
-    from ragapp.prompts import choose_format, detect_family
 
     try:
         path = gguf_path(settings)
@@ -148,7 +149,7 @@ def _server_model(settings: Settings, d: Diagnosis) -> int | None:
     from ragapp.errors import RagappError
 
     try:
-        loaded = _load_server_llm(settings)
+        loaded = get_backend(settings.llm_backend).load(settings)
     except RagappError as exc:
         d.add("llm server", "error", str(exc))
         return None
@@ -183,12 +184,6 @@ def _server_model(settings: Settings, d: Diagnosis) -> int | None:
     return loaded.n_ctx
 
 
-def _load_server_llm(settings: Settings) -> Any:
-    from ragapp.llm_servers import load_ollama, load_openai
-
-    return load_ollama(settings) if settings.llm_backend == "ollama" else load_openai(settings)
-
-
 def _context(settings: Settings, d: Diagnosis, n_ctx: int, trained_ctx: int) -> None:
     # What a full prompt needs: instructions + top_k chunks (about 4 characters a token) +
     # the answer; history comes on top of this in chat.
@@ -215,12 +210,10 @@ def _context(settings: Settings, d: Diagnosis, n_ctx: int, trained_ctx: int) -> 
 def _backends(settings: Settings, d: Diagnosis) -> None:
     """Which optional runtimes are there: the gpt4all wheel, an Ollama server, the
     configured OpenAI-compatible server (only loopback/configured addresses are probed)."""
-    import importlib.util
+    from ragapp.backends.http import reachable
 
-    from ragapp.llm_servers import OLLAMA_DEFAULT_URL, ollama_url, reachable
-
-    found: dict[str, Any] = {"gpt4all": importlib.util.find_spec("gpt4all") is not None}
-    ollama = ollama_url(settings) if settings.llm_backend == "ollama" else OLLAMA_DEFAULT_URL
+    found: dict[str, Any] = {"gpt4all": BACKENDS["gpt4all"].installed}
+    ollama = _ollama_url(settings)
     found["ollama"] = {"url": ollama, "reachable": reachable(ollama)}
     if settings.llm_backend == "openai" and settings.llm_base_url:
         url = settings.llm_base_url
@@ -238,7 +231,7 @@ def _backends(settings: Settings, d: Diagnosis) -> None:
 
 def _embedding(settings: Settings, d: Diagnosis) -> None:
     from ragapp.embeddings import embedding_dimension, resolve_embedding_model
-    from ragapp.embeddings_onnx import onnx_supported
+    from ragapp.embeddings.onnx import onnx_supported
     from ragapp.errors import RagappError
 
     try:
@@ -269,11 +262,10 @@ def _store(settings: Settings, d: Diagnosis) -> None:
     from ragapp.app import RagApp
     from ragapp.errors import RagappError
 
-    app = RagApp(settings)
+    store = RagApp(settings).collection.store
     where = settings.chroma_url or str(settings.store_path)
     try:
-        exists = app.store.exists()
-        chunks = app.store.count() if exists else 0
+        chunks = store.count() if store.exists() else 0
     except RagappError as exc:
         d.add("store", "error", str(exc))
         return
@@ -293,8 +285,8 @@ def list_models(settings: Settings) -> list[dict[str, Any]]:
     architecture, size, chat-template family and whether it is the configured one."""
     from pathlib import Path
 
+    from ragapp.backends.formats import detect_family
     from ragapp.bundled import llm_gguf
-    from ragapp.prompts import detect_family
     from ragapp.settings import BUNDLED
 
     configured = None
@@ -328,30 +320,20 @@ def list_models(settings: Settings) -> list[dict[str, Any]]:
 
 def _server_models(settings: Settings) -> list[dict[str, Any]]:
     """Models of the configured ollama/openai server, and of a local Ollama if one runs."""
+    from ragapp.backends.http import reachable
     from ragapp.errors import RagappError
-    from ragapp.llm_servers import (
-        OLLAMA_DEFAULT_URL,
-        ollama_models,
-        ollama_url,
-        openai_models,
-        openai_url,
-        reachable,
-    )
 
     backend = settings.llm_backend
-    servers: list[tuple[str, str]] = []
-    ollama = ollama_url(settings) if backend == "ollama" else OLLAMA_DEFAULT_URL
+    servers: list[tuple[str, str, Settings]] = []
+    ollama = _ollama_url(settings)
     if backend == "ollama" or reachable(ollama):
-        servers.append(("ollama", ollama))
+        servers.append(("ollama", ollama, settings.model_copy(update={"llm_base_url": ollama})))
     if backend == "openai" and settings.llm_base_url:
-        servers.append(("openai", openai_url(settings)))
+        servers.append(("openai", BACKENDS["openai"].server_url(settings) or "", settings))
     rows: list[dict[str, Any]] = []
-    for origin, url in servers:
+    for origin, url, asked in servers:
         try:
-            if origin == "ollama":
-                listed = ollama_models(url)
-            else:
-                listed = [{"name": m, "size_mb": 0.0, "family": None} for m in openai_models(url)]
+            listed = BACKENDS[origin].list_models(asked)
         except RagappError as exc:
             rows.append({"name": "-", "path": url, "origin": origin, "size_mb": 0.0,
                          "selected": False, "error": str(exc)})  # fmt: skip
@@ -363,3 +345,10 @@ def _server_models(settings: Settings) -> list[dict[str, Any]]:
                 "template_family": m["family"],
             })  # fmt: skip
     return rows
+
+
+def _ollama_url(settings: Settings) -> str:
+    """The configured Ollama server, else the default address (probed only there)."""
+    ollama = BACKENDS["ollama"]
+    url = ollama.server_url(settings) if settings.llm_backend == "ollama" else None
+    return url or ollama.default_url or ""

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ragapp.citations import cited_numbers
 from ragapp.errors import ConfigError
+from ragapp.query.citations import cited_numbers
 from ragapp.types import Answer, Source
 
 BUDGET_PER_RESULT = 1000

@@ -21,7 +21,8 @@ from ragapp.errors import ConfigError
 DEFAULT_CONFIG_FILE = Path("ragapp.toml")
 BUNDLED = "bundled"
 
-LLMBackend = Literal["llamacpp", "ollama", "openai", "gpt4all"]
+# the names in ragapp.backends.BACKENDS (a test keeps them equal); fake: unit tests
+LLMBackend = Literal["llamacpp", "ollama", "openai", "gpt4all", "fake"]
 PromptFamily = Literal["auto", "llama2", "llama3", "chatml", "gemma", "mistral", "phi3", "template"]
 KVCacheType = Literal["f16", "q8_0", "q4_0"]
 
@@ -51,14 +52,15 @@ class Settings(BaseSettings):
     )
     chroma_url: str = Field(
         default="",
-        description="Empty: embedded Chroma in the data dir. http://host:port: a Chroma server.",
+        description="Empty: embedded Chroma in the data dir. http://host:port: a Chroma server. "
+        "memory://NAME: this process's memory (unit tests).",
     )
 
     # --- ingestion -----------------------------------------------------------------------
     embedding_model: str = Field(
         default="all-MiniLM-L6-v2",
         description="Embedding model: the bundled 'all-MiniLM-L6-v2' or a local "
-        "sentence-transformers folder. Never downloaded.",
+        "sentence-transformers folder. Never downloaded. 'fake': a hash embedder (unit tests).",
     )
     embedding_batch_size: int = Field(
         default=32, ge=1, description="Chunks embedded per batch during ingest."
@@ -118,7 +120,9 @@ class Settings(BaseSettings):
 
     # --- LLM -------------------------------------------------------------------------------------
     llm_backend: LLMBackend = Field(
-        default="llamacpp", description="Which LLM runtime answers: llamacpp is in-process."
+        default="llamacpp",
+        description="Which LLM runtime answers: llamacpp is in-process; fake is an echo LLM "
+        "for unit tests.",
     )
     llm_model: str = Field(
         default=BUNDLED,
@@ -241,7 +245,7 @@ def config_file_path(explicit: Path | None = None) -> Path | None:
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Build the settings; ``overrides`` (CLI flags) win over env, env over the TOML file."""
     path = config_file_path(config_file)
-    cls = Settings
+    cls: type[Settings] = Settings
     if path is not None:
         cls = type(
             "Settings",

@@ -1,29 +1,189 @@
-"""The vector store seam: Chroma, embedded in the data dir or (RAGAPP_CHROMA_URL) a server.
+"""The vector store seam: where a collection's chunks and their vectors live.
+
+``ChunkStore`` is the interface the rest of ragapp uses; nothing else imports chromadb.
+Two stores implement it:
+
+- ``ChromaStore``: Chroma, embedded in the data dir or (RAGAPP_CHROMA_URL) a server;
+- ``MemoryStore``: a dict in this process, for unit tests.
 
 The collection records which embedding model built it, and refuses to be read or written
 with another one. Writes are per file and idempotent: a file's new chunks are upserted
 (deterministic ids) before its stale ones are removed, so redoing an interrupted write
-converges on the same contents. Which files are complete is the ingest ledger's business.
+converges on the same contents. Every write also gives the collection a new
+``generation``, so any process can tell cheaply whether data it derived is stale.
+Which files are complete is the file records' business (ragapp.ledger).
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from functools import cached_property
 from typing import Any
 from urllib.parse import urlparse
 
+import numpy as np
+from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
-from ragapp.embeddings import EmbeddingSpec
 from ragapp.errors import EmbeddingMismatchError, StoreError
 from ragapp.settings import Settings
-from ragapp.types import Chunk
+from ragapp.types import Chunk, EmbeddingSpec
 
 # Bump when chunk boundaries or ids change: old collections then need a re-ingest.
 # 2: HTML chunks follow section boundaries; the section title is embedded with each chunk.
 CHUNKER_VERSION = "2"
 _WRITE_BATCH = 1000
+
+Where = dict[str, Any]  # a Chroma-style metadata filter: {"source": {"$in": [...]}}, "$and"
+Hit = tuple[Document, float]  # a chunk as a LangChain Document (id set), and its relevance
+
+
+def chunk_from(id_: str, text: str | None, meta: dict[str, Any] | None) -> Chunk:
+    meta = meta or {}
+    return Chunk(
+        id=id_,
+        text=text or "",
+        source=str(meta.get("source", "")),
+        page=meta.get("page"),
+        section=meta.get("section"),
+        file_hash=meta.get("file_hash", ""),
+        file_type=meta.get("file_type", ""),
+        index=meta.get("index", 0),
+    )
+
+
+class ChunkStore:
+    """One collection of chunks, with the embedding model that built it pinned.
+
+    Subclasses provide the primitives (``_open``, ``_upsert``, ``_delete``, ``get``,
+    ``query``, ``count``, ``exists``, ``drop``, ``generation``); the per-file operations
+    are built on them here, so every store writes the same way."""
+
+    def __init__(
+        self, name: str, spec: EmbeddingSpec, dim: int, embeddings: Callable[[], Embeddings]
+    ) -> None:
+        self.name = name
+        self.spec = spec
+        self.dim = dim
+        self._embeddings_factory = embeddings
+
+    @cached_property
+    def embeddings(self) -> Embeddings:
+        """Loaded on first use: reading the store's status needs no model in memory."""
+        return self._embeddings_factory()
+
+    def expected_metadata(self) -> dict[str, Any]:
+        return {
+            "embedding_model": self.spec.name,
+            "embedding_dim": self.dim,
+            "chunker": CHUNKER_VERSION,
+        }
+
+    def check_model(self, meta: dict[str, Any]) -> None:
+        built_with = (meta.get("embedding_model"), meta.get("embedding_dim"))
+        if built_with != (self.spec.name, self.dim):
+            raise EmbeddingMismatchError(
+                f"collection {self.name!r} was built with {built_with[0]} ({built_with[1]}-d) but "
+                f"the embedding model is {self.spec.name} ({self.dim}-d); use that model, another "
+                f"--collection, or `ragapp reset` and re-ingest"
+            )
+        if meta.get("chunker") != CHUNKER_VERSION:
+            raise EmbeddingMismatchError(
+                f"collection {self.name!r} was chunked by an older ragapp; "
+                f"run `ragapp reset` and ingest again"
+            )
+
+    # --- primitives (per store) -------------------------------------------------------------
+    def exists(self) -> bool:
+        raise NotImplementedError
+
+    def count(self) -> int:
+        raise NotImplementedError
+
+    def generation(self) -> str:
+        """Changes on every write; "" for a collection that does not exist."""
+        raise NotImplementedError
+
+    def get(
+        self, ids: Sequence[str] | None = None, where: Where | None = None, vectors: bool = False
+    ) -> list[tuple[Document, list[float] | None]]:
+        """Chunks by id and/or filter (all of them with neither), with their vectors if asked."""
+        raise NotImplementedError
+
+    def query(
+        self, vector: Sequence[float], n: int, where: Where | None = None, vectors: bool = False
+    ) -> tuple[list[Hit], list[list[float]]]:
+        """The n nearest chunks by cosine relevance (1 - distance), best first, and their
+        stored vectors if asked."""
+        raise NotImplementedError
+
+    def drop(self) -> bool:
+        """Delete the whole collection. Returns whether there was one."""
+        raise NotImplementedError
+
+    def _upsert(
+        self,
+        ids: list[str],
+        vectors: list[list[float]],
+        texts: list[str],
+        metas: list[dict[str, Any]],
+    ) -> None:
+        raise NotImplementedError
+
+    def _delete(self, ids: list[str]) -> None:
+        raise NotImplementedError
+
+    def _new_generation(self) -> None:
+        raise NotImplementedError
+
+    # --- reading ------------------------------------------------------------------------------
+    def ids(self) -> list[str]:
+        return [str(doc.id) for doc, _ in self.get()] if self.exists() else []
+
+    def file_chunks(self, source: str) -> tuple[list[Chunk], list[list[float]]]:
+        """A file's chunks and their vectors, in file order (to copy them to a new path)."""
+        rows = sorted(
+            self.get(where={"source": source}, vectors=True),
+            key=lambda r: r[0].metadata.get("index", 0),
+        )
+        chunks = [chunk_from(str(doc.id), doc.page_content, doc.metadata) for doc, _ in rows]
+        return chunks, [list(map(float, vec or [])) for _, vec in rows]
+
+    # --- writing ------------------------------------------------------------------------------
+    def write_file(
+        self, source: str, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]
+    ) -> None:
+        """Make the store hold exactly ``chunks`` for ``source``: add new, then drop stale."""
+        if len(chunks) != len(vectors):
+            raise StoreError(f"internal error: {len(chunks)} chunks but {len(vectors)} vectors")
+        ids = [c.id for c in chunks]
+        for i in range(0, len(chunks), _WRITE_BATCH):
+            part = chunks[i : i + _WRITE_BATCH]
+            self._upsert(
+                ids[i : i + _WRITE_BATCH],
+                [list(map(float, v)) for v in vectors[i : i + _WRITE_BATCH]],
+                [c.text for c in part],
+                [c.metadata() for c in part],
+            )
+        old = {str(doc.id) for doc, _ in self.get(where={"source": source})}
+        self.delete_ids(sorted(old - set(ids)))
+        self._new_generation()
+
+    def delete_ids(self, ids: Iterable[str]) -> None:
+        ids = list(ids)
+        for i in range(0, len(ids), _WRITE_BATCH):
+            self._delete(ids[i : i + _WRITE_BATCH])
+
+    def remove_file(self, source: str) -> int:
+        ids = [str(doc.id) for doc, _ in self.get(where={"source": source})]
+        self.delete_ids(ids)
+        if ids:
+            self._new_generation()
+        return len(ids)
+
+
+# --- Chroma ---------------------------------------------------------------------------------------
 
 
 def make_client(settings: Settings) -> Any:
@@ -48,8 +208,8 @@ def make_client(settings: Settings) -> Any:
         raise StoreError(f"cannot open the Chroma store at {where}: {exc}") from exc
 
 
-class ChunkStore:
-    """One collection of chunks, with the embedding model that built it pinned."""
+class ChromaStore(ChunkStore):
+    """A Chroma collection (cosine space, no Chroma embedding function: ours only)."""
 
     def __init__(
         self,
@@ -59,28 +219,14 @@ class ChunkStore:
         dim: int,
         embeddings: Callable[[], Embeddings],
     ) -> None:
+        super().__init__(name, spec, dim, embeddings)
         self._client = client
-        self.name = name
-        self.spec = spec
-        self.dim = dim
-        self._embeddings_factory = embeddings
         self._collection: Any = None
 
     @cached_property
     def client(self) -> Any:
         """Connected on first use: an ingest that changes nothing never imports chromadb."""
         return self._client() if callable(self._client) else self._client
-
-    @cached_property
-    def embeddings(self) -> Embeddings:
-        """Loaded on first use: reading the store's status needs no model in memory."""
-        return self._embeddings_factory()
-
-    # --- opening ---------------------------------------------------------------------------------
-    def exists(self) -> bool:
-        return self.name in {
-            c if isinstance(c, str) else c.name for c in self.client.list_collections()
-        }
 
     @property
     def collection(self) -> Any:
@@ -89,32 +235,14 @@ class ChunkStore:
             self._collection = self.client.get_or_create_collection(
                 name=self.name,
                 embedding_function=None,  # never Chroma's default (downloading) embedder
-                metadata={
-                    "embedding_model": self.spec.name,
-                    "embedding_dim": self.dim,
-                    "chunker": CHUNKER_VERSION,
-                },
+                metadata={**self.expected_metadata(), "generation": uuid.uuid4().hex},
                 configuration={"hnsw": {"space": "cosine"}},
             )
-            self._check_model(self._collection.metadata or {})
+            self.check_model(self._collection.metadata or {})
         return self._collection
 
-    def _check_model(self, meta: dict[str, Any]) -> None:
-        built_with = (meta.get("embedding_model"), meta.get("embedding_dim"))
-        if built_with != (self.spec.name, self.dim):
-            raise EmbeddingMismatchError(
-                f"collection {self.name!r} was built with {built_with[0]} ({built_with[1]}-d) but "
-                f"the embedding model is {self.spec.name} ({self.dim}-d); use that model, another "
-                f"--collection, or `ragapp reset` and re-ingest"
-            )
-        if meta.get("chunker") != CHUNKER_VERSION:
-            raise EmbeddingMismatchError(
-                f"collection {self.name!r} was chunked by an older ragapp; "
-                f"run `ragapp reset` and ingest again"
-            )
-
     def vectorstore(self) -> Any:
-        """The same collection as a LangChain VectorStore, for retrievers."""
+        """The same collection as a LangChain VectorStore (for LangChain users of ragapp)."""
         from langchain_chroma import Chroma
 
         self.collection  # noqa: B018  (create + check before LangChain touches it)
@@ -125,70 +253,216 @@ class ChunkStore:
             create_collection_if_not_exists=False,
         )
 
-    # --- reading ----------------------------------------------------------------------------------
+    def exists(self) -> bool:
+        return self.name in {
+            c if isinstance(c, str) else c.name for c in self.client.list_collections()
+        }
+
     def count(self) -> int:
         return int(self.collection.count()) if self.exists() else 0
 
-    def file_chunks(self, source: str) -> tuple[list[Chunk], list[list[float]]]:
-        """A file's chunks and their vectors, in file order (to copy them to a new path)."""
+    def generation(self) -> str:
+        """Read afresh from the server (another process may have written since)."""
+        if not self.exists():
+            return ""
+        meta = self.client.get_collection(self.name).metadata or {}
+        return str(meta.get("generation", ""))
+
+    def _new_generation(self) -> None:
+        self.collection.modify(
+            metadata={**self.expected_metadata(), "generation": uuid.uuid4().hex}
+        )
+
+    def get(
+        self, ids: Sequence[str] | None = None, where: Where | None = None, vectors: bool = False
+    ) -> list[tuple[Document, list[float] | None]]:
+        include = ["documents", "metadatas"] + (["embeddings"] if vectors else [])
         got = self.collection.get(
-            where={"source": source}, include=["documents", "metadatas", "embeddings"]
+            ids=list(ids) if ids is not None else None, where=where, include=include
         )
-        rows = sorted(
-            zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"], strict=True),
-            key=lambda row: row[2].get("index", 0),
-        )
-        chunks = [
-            Chunk(
-                id=cid,
-                text=text,
-                source=source,
-                page=meta.get("page"),
-                section=meta.get("section"),
-                file_hash=meta.get("file_hash", ""),
-                file_type=meta.get("file_type", ""),
-                index=meta.get("index", 0),
+        embeddings = got["embeddings"] if vectors else [None] * len(got["ids"])
+        return [
+            (Document(text or "", metadata=meta or {}, id=id_), None if vec is None else list(vec))
+            for id_, text, meta, vec in zip(
+                got["ids"], got["documents"], got["metadatas"], embeddings, strict=True
             )
-            for cid, text, meta, _ in rows
         ]
-        return chunks, [list(map(float, vec)) for *_, vec in rows]
 
-    # --- writing ----------------------------------------------------------------------------------
-    def write_file(
-        self, source: str, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]
-    ) -> None:
-        """Make the store hold exactly ``chunks`` for ``source``: add new, then drop stale."""
-        if len(chunks) != len(vectors):
-            raise StoreError(f"internal error: {len(chunks)} chunks but {len(vectors)} vectors")
-        ids = [c.id for c in chunks]
-        metas = [c.metadata() for c in chunks]
-        for i in range(0, len(chunks), _WRITE_BATCH):
-            sl = slice(i, i + _WRITE_BATCH)
-            self.collection.upsert(
-                ids=ids[sl],
-                embeddings=[list(v) for v in vectors[sl]],
-                documents=[c.text for c in chunks[sl]],
-                metadatas=metas[sl],
+    def ids(self) -> list[str]:
+        return list(self.collection.get(include=[])["ids"]) if self.exists() else []
+
+    def query(
+        self, vector: Sequence[float], n: int, where: Where | None = None, vectors: bool = False
+    ) -> tuple[list[Hit], list[list[float]]]:
+        include = ["documents", "metadatas", "distances"] + (["embeddings"] if vectors else [])
+        found = self.collection.query(
+            query_embeddings=[list(map(float, vector))], n_results=n, where=where, include=include
+        )
+        hits = [
+            (Document(text or "", metadata=meta or {}, id=id_), 1.0 - float(distance))
+            for id_, text, meta, distance in zip(
+                found["ids"][0], found["documents"][0], found["metadatas"][0], found["distances"][0],
+                strict=True,
             )
-        old = set(self.collection.get(where={"source": source}, include=[])["ids"])
-        stale = sorted(old - set(ids))
-        if stale:
-            self.delete_ids(stale)
+        ]  # fmt: skip
+        return hits, [list(v) for v in found["embeddings"][0]] if vectors else []
 
-    def delete_ids(self, ids: Iterable[str]) -> None:
-        ids = list(ids)
-        for i in range(0, len(ids), _WRITE_BATCH):
-            self.collection.delete(ids=ids[i : i + _WRITE_BATCH])
+    def _upsert(
+        self,
+        ids: list[str],
+        vectors: list[list[float]],
+        texts: list[str],
+        metas: list[dict[str, Any]],
+    ) -> None:
+        self.collection.upsert(ids=ids, embeddings=vectors, documents=texts, metadatas=metas)
 
-    def remove_file(self, source: str) -> int:
-        ids = self.collection.get(where={"source": source}, include=[])["ids"]
-        self.delete_ids(ids)
-        return len(ids)
+    def _delete(self, ids: list[str]) -> None:
+        self.collection.delete(ids=ids)
 
     def drop(self) -> bool:
-        """Delete the whole collection. Returns whether there was one."""
         if not self.exists():
             return False
         self.client.delete_collection(self.name)
         self._collection = None
         return True
+
+
+# --- in memory (unit tests) -----------------------------------------------------------------------
+
+
+_OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
+    "$eq": lambda got, value: got == value,
+    "$ne": lambda got, value: got != value,
+    "$in": lambda got, value: got in value,
+    "$nin": lambda got, value: got not in value,
+}
+
+
+def matches(meta: dict[str, Any], where: Where | None) -> bool:
+    """Whether chunk metadata passes a Chroma-style filter (the operators ragapp uses)."""
+    for key, cond in (where or {}).items():
+        if key == "$and":
+            ok = all(matches(meta, c) for c in cond)
+        elif key == "$or":
+            ok = any(matches(meta, c) for c in cond)
+        elif isinstance(cond, dict):
+            ((op, value),) = cond.items()
+            if op not in _OPERATORS:
+                raise StoreError(f"unsupported filter operator {op!r}")
+            ok = _OPERATORS[op](meta.get(key), value)
+        else:
+            ok = meta.get(key) == cond
+        if not ok:
+            return False
+    return True
+
+
+_MEMORY_SPACES: dict[str, dict[str, dict[str, Any]]] = {}
+
+
+def is_memory_url(url: str | None) -> bool:
+    return bool(url) and str(url).startswith("memory://")
+
+
+def memory_space(url: str) -> dict[str, dict[str, Any]]:
+    """The collections of one ``memory://NAME`` store, shared by everything in this
+    process that names it (as an embedded Chroma path is); gone when the process ends."""
+    return _MEMORY_SPACES.setdefault(url, {})
+
+
+def forget_memory_spaces(*urls: str) -> None:
+    """Drop the named memory stores (all of them when none is named)."""
+    for url in urls or list(_MEMORY_SPACES):
+        _MEMORY_SPACES.pop(url, None)
+
+
+class MemoryStore(ChunkStore):
+    """Chunks in a dict, searched by brute force: the same behaviour as ChromaStore for
+    everything ragapp does, in microseconds. ``shared`` lets several stores (e.g. the
+    server's and a test's) see one set of collections."""
+
+    def __init__(
+        self,
+        name: str,
+        spec: EmbeddingSpec,
+        dim: int,
+        embeddings: Callable[[], Embeddings],
+        shared: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(name, spec, dim, embeddings)
+        self._all = shared if shared is not None else {}
+
+    @property
+    def _data(self) -> dict[str, Any]:
+        if self.name not in self._all:
+            self._all[self.name] = {
+                "meta": {**self.expected_metadata(), "generation": uuid.uuid4().hex},
+                "rows": {},
+            }
+        data = self._all[self.name]
+        self.check_model(data["meta"])
+        return data
+
+    def exists(self) -> bool:
+        return self.name in self._all
+
+    def count(self) -> int:
+        return len(self._data["rows"]) if self.exists() else 0
+
+    def generation(self) -> str:
+        return str(self._all[self.name]["meta"]["generation"]) if self.exists() else ""
+
+    def _new_generation(self) -> None:
+        self._data["meta"]["generation"] = uuid.uuid4().hex
+
+    def get(
+        self, ids: Sequence[str] | None = None, where: Where | None = None, vectors: bool = False
+    ) -> list[tuple[Document, list[float] | None]]:
+        rows = self._data["rows"]
+        keys = [i for i in ids if i in rows] if ids is not None else list(rows)
+        return [
+            (
+                Document(rows[i][1], metadata=dict(rows[i][2]), id=i),
+                list(rows[i][0]) if vectors else None,
+            )
+            for i in keys
+            if matches(rows[i][2], where)
+        ]
+
+    def query(
+        self, vector: Sequence[float], n: int, where: Where | None = None, vectors: bool = False
+    ) -> tuple[list[Hit], list[list[float]]]:
+        rows = [(i, r) for i, r in self._data["rows"].items() if matches(r[2], where)]
+        if not rows:
+            return [], []
+        q = np.asarray(vector, dtype=np.float64)
+        matrix = np.asarray([r[0] for _, r in rows], dtype=np.float64)
+        norms = np.linalg.norm(matrix, axis=1) * (np.linalg.norm(q) or 1.0)
+        scores = matrix @ q / np.where(norms == 0, 1.0, norms)
+        best = np.argsort(-scores, kind="stable")[:n]
+        hits = [
+            (Document(rows[j][1][1], metadata=dict(rows[j][1][2]), id=rows[j][0]), float(scores[j]))
+            for j in best
+        ]
+        return hits, [list(rows[j][1][0]) for j in best] if vectors else []
+
+    def _upsert(
+        self,
+        ids: list[str],
+        vectors: list[list[float]],
+        texts: list[str],
+        metas: list[dict[str, Any]],
+    ) -> None:
+        rows = self._data["rows"]
+        for id_, vec, text, meta in zip(ids, vectors, texts, metas, strict=True):
+            if len(vec) != self.dim:
+                raise StoreError(f"vector of {len(vec)} dimensions in a {self.dim}-d collection")
+            rows[id_] = (list(vec), text, dict(meta))
+
+    def _delete(self, ids: list[str]) -> None:
+        rows = self._data["rows"]
+        for id_ in ids:
+            rows.pop(id_, None)
+
+    def drop(self) -> bool:
+        return self._all.pop(self.name, None) is not None

@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
+
+
+@dataclass(frozen=True)
+class EmbeddingSpec:
+    """What an index records about the embedding model that built it."""
+
+    name: str  # stable label written into the collection (not a machine-specific path)
+    path: Path
+    fake: bool = False  # the hash embedder of the fake backend (unit tests)
 
 
 @dataclass(frozen=True)

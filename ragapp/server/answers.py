@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,11 +20,11 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.runnables import RunnableGenerator
 
-from ragapp.citations import cited_numbers
+from ragapp.app import RagApp
 from ragapp.errors import RagappError
-from ragapp.retriever import file_filter
+from ragapp.query.citations import cited_numbers
 from ragapp.server.queue import Cancelled
-from ragapp.server.state import CollectionApp, ServerState, chunk_anchor, document_id
+from ragapp.server.state import ServerState, chunk_anchor, document_id
 from ragapp.types import Answer, Source
 
 log = logging.getLogger(__name__)
@@ -46,11 +46,10 @@ def as_list(value: str | list[str] | None) -> list[str] | None:
 
 
 def search_filter(
-    app: CollectionApp, paths: list[str] | None, types: list[str] | None
+    app: RagApp, paths: list[str] | None, types: list[str] | None
 ) -> dict[str, Any] | None:
-    """The Chroma filter for path globs and file types (as `ragapp ask --path --type`)."""
-    ingested = app.ledger().entries() if paths else []
-    return file_filter(ingested, paths, types, Path.cwd(), option="path")
+    """The store filter for path globs and file types (as `ragapp ask --path --type`)."""
+    return app.collection.search_filter(paths, types, option="path")
 
 
 def chat_history(messages: Sequence[tuple[str, str]], turns: int) -> list[BaseMessage]:
@@ -102,7 +101,7 @@ def _tap_sources(on_sources: Callable[[list[Source]], None]) -> RunnableGenerato
 
 def answer_blocking(
     state: ServerState,
-    app: CollectionApp,
+    app: RagApp,
     question: Question,
     emit: Callable[[str, dict[str, Any]], None],
     cancelled: Callable[[], bool],
@@ -119,14 +118,14 @@ def answer_blocking(
 
     with state.queue.turn(lambda p: emit("queued", {"position": p}), cancelled):
         emit("started", {})
-        state.prepare_retrieval(app)
+        app.collection.refresh_search_index()
         chain = app.chain(question.k, question.where) | _tap_sources(on_sources)
         return app.answer(chain, question.text, question.history, on_token)
 
 
 async def answer_events(
-    state: ServerState, app: CollectionApp, question: Question
-) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    state: ServerState, app: RagApp, question: Question
+) -> AsyncGenerator[tuple[str, dict[str, Any]], None]:
     """The events of one answer. Closing the iterator (the client went away) stops the
     generation at the next token, or takes the request out of the queue."""
     loop = asyncio.get_running_loop()
@@ -144,7 +143,7 @@ async def answer_events(
         except Cancelled:
             pass
         except RagappError as exc:
-            emit("error", error_json(exc))
+            emit("error", exc.to_json())
         except Exception as exc:  # noqa: BLE001 - reported as an event, logged here
             log.exception("answering failed")
             emit("error", {"status": 500, "error": type(exc).__name__, "detail": str(exc)})
@@ -159,7 +158,7 @@ async def answer_events(
         stop.set()
 
 
-async def answer_once(state: ServerState, app: CollectionApp, question: Question) -> Answer:
+async def answer_once(state: ServerState, app: RagApp, question: Question) -> Answer:
     """The whole answer (JSON responses): the same path as streaming, without the events."""
     async with contextlib.aclosing(answer_events(state, app, question)) as events:
         async for name, data in events:
@@ -174,19 +173,3 @@ class AnswerFailed(Exception):
     def __init__(self, data: dict[str, Any]) -> None:
         super().__init__(data.get("detail", ""))
         self.data = data
-
-
-_STATUS = {
-    "ConfigError": 400,
-    "EmptyCollectionError": 409,
-    "EmbeddingMismatchError": 409,
-    "ContextOverflowError": 422,
-    "ModelNotFoundError": 503,
-    "StoreError": 503,
-    "BackendError": 503,
-}
-
-
-def error_json(exc: RagappError) -> dict[str, Any]:
-    name = type(exc).__name__
-    return {"status": _STATUS.get(name, 400), "error": name, "detail": str(exc)}

@@ -17,7 +17,8 @@ from starlette.datastructures import UploadFile
 from starlette.types import Message, Receive
 
 import ragapp
-from ragapp.errors import ConfigError, NoMatchingFileError, RagappError
+from ragapp.app import RagApp
+from ragapp.errors import ConfigError, RagappError
 from ragapp.server import documents as docs
 from ragapp.server.answers import (
     Question,
@@ -41,7 +42,7 @@ from ragapp.server.schemas import (
     StatusOut,
 )
 from ragapp.server.security import require_token
-from ragapp.server.state import CollectionApp, ServerState
+from ragapp.server.state import EMPTY_HINT, ServerState
 
 MIB = 1024 * 1024
 MAX_FILES_PER_UPLOAD = 20
@@ -75,14 +76,11 @@ def collection_app(
     collection: Annotated[
         str | None, Query(description="Collection to use (default: the server's).")
     ] = None,
-) -> CollectionApp:
-    try:
-        return state.app(collection)
-    except ConfigError as exc:
-        raise HTTPException(422, str(exc)) from None
+) -> RagApp:
+    return state.app(collection)  # InvalidCollectionError: 422
 
 
-App = Annotated[CollectionApp, Depends(collection_app)]
+App = Annotated[RagApp, Depends(collection_app)]
 
 
 def wants_stream(request: Request) -> bool:
@@ -94,9 +92,9 @@ def _event(name: str, data: dict[str, Any]) -> dict[str, str]:
 
 
 async def _answer_response(
-    request: Request, state: ServerState, app: CollectionApp, question: Question
+    request: Request, state: ServerState, app: RagApp, question: Question
 ) -> Any:
-    await to_thread.run_sync(app.require_chunks)
+    await to_thread.run_sync(app.collection.require_chunks, EMPTY_HINT)
     if not wants_stream(request):
         return (await answer_once(state, app, question)).to_json()
 
@@ -108,11 +106,8 @@ async def _answer_response(
     return EventSourceResponse(events(), ping=15)
 
 
-def _where(app: CollectionApp, path: Any, file_type: Any) -> dict[str, Any] | None:
-    try:
-        return search_filter(app, as_list(path), as_list(file_type))
-    except NoMatchingFileError as exc:
-        raise HTTPException(404, str(exc)) from None
+def _where(app: RagApp, path: Any, file_type: Any) -> dict[str, Any] | None:
+    return search_filter(app, as_list(path), as_list(file_type))  # NoMatchingFileError: 404
 
 
 @router.post("/ask", response_model=AnswerOut, responses=SSE_RESPONSE)
@@ -144,8 +139,8 @@ async def chat(body: ChatRequest, request: Request, state: State, app: App) -> A
 @router.get("/documents", response_model=DocumentsOut)
 async def list_documents(app: App) -> Any:
     """The files in the collection with their chunk counts (as `ragapp sources`)."""
-    entries = await to_thread.run_sync(lambda: list(app.ledger().entries().values()))
-    rows = [docs.document_json(app, e) for e in entries]
+    entries = await to_thread.run_sync(lambda: list(app.collection.files().values()))
+    rows = [docs.document_json(app.collection, e) for e in entries]
     return {
         "collection": app.settings.collection,
         "documents": rows,
@@ -153,8 +148,8 @@ async def list_documents(app: App) -> Any:
     }
 
 
-def _document(app: CollectionApp, doc_id: str) -> Any:
-    entry = docs.find_document(app, doc_id)
+def _document(app: RagApp, doc_id: str) -> Any:
+    entry = docs.find_document(app.collection, doc_id)
     if entry is None:
         raise HTTPException(
             404, f"no document {doc_id!r} in collection {app.settings.collection!r}"
@@ -164,7 +159,7 @@ def _document(app: CollectionApp, doc_id: str) -> Any:
 
 @router.get("/documents/{doc_id}", response_model=DocumentOut)
 async def get_document(doc_id: str, app: App) -> Any:
-    return docs.document_json(app, await to_thread.run_sync(_document, app, doc_id))
+    return docs.document_json(app.collection, await to_thread.run_sync(_document, app, doc_id))
 
 
 _INLINE = {
@@ -272,8 +267,7 @@ async def upload_documents(request: Request, state: State, app: App) -> Any:
 
         def save() -> list[Path]:
             return [
-                docs.save_upload(app.uploads_dir, n, f.file)
-                for f, n in zip(files, names, strict=True)
+                app.collection.save_upload(n, f.file) for f, n in zip(files, names, strict=True)
             ]
 
         saved = await to_thread.run_sync(save)
@@ -285,7 +279,7 @@ async def upload_documents(request: Request, state: State, app: App) -> Any:
     ])  # fmt: skip
 
 
-def _accepted(job_id: str, app: CollectionApp, files: list[dict[str, Any]]) -> dict[str, Any]:
+def _accepted(job_id: str, app: RagApp, files: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "job_id": job_id,
         "collection": app.settings.collection,
@@ -301,7 +295,7 @@ async def delete_document(doc_id: str, state: State, app: App) -> Any:
     uploaded through the server (files ingested from your folders are never touched)."""
 
     def delete() -> dict[str, Any]:
-        return docs.delete_document(state, app, _document(app, doc_id))
+        return docs.delete_document(app, _document(app, doc_id))
 
     return await to_thread.run_sync(delete)
 
@@ -388,8 +382,8 @@ async def status(state: State, app: App) -> Any:
         gpu = gpu_facts(state)
         return {
             "collection": app.settings.collection,
-            "documents": len(app.ledger().entries()),
-            "chunks": app.store.count(),
+            "documents": len(app.collection.files()),
+            "chunks": app.collection.count(),
             "embedding_model": app.embedding_spec.name,
             "llm": app.llm_label,
             "store": app.settings.chroma_url or str(app.settings.store_path),
@@ -415,8 +409,8 @@ async def collections(state: State) -> Any:
         for name in state.collection_names():
             try:
                 app = state.app(name)
-                row: dict[str, Any] = {"documents": len(app.ledger().entries()), "error": None}
-                row["chunks"] = app.store.count()
+                row: dict[str, Any] = {"documents": len(app.collection.files()), "error": None}
+                row["chunks"] = app.collection.count()
             except ConfigError:
                 continue  # not a name ragapp would have made
             except RagappError as exc:  # e.g. built with another embedding model

@@ -10,29 +10,25 @@ from the command line are picked up by `ragapp ingest FOLDER`, as before.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
-from ingest.discover import is_under
 from ingest.loaders import PARTITIONERS, file_type
-from ingest.pipeline import ingest_paths, remove_files
+from ingest.pipeline import ingest_paths
+from ragapp.app import RagApp
+from ragapp.collection import Collection
+from ragapp.ledger import FileEntry
 from ragapp.server.jobs import Job
 from ragapp.server.security import safe_filename
-from ragapp.server.state import CollectionApp, ServerState, document_id
+from ragapp.server.state import ServerState, document_id
 
 SUPPORTED_EXTENSIONS = sorted(PARTITIONERS)
 
 
-def is_upload(app: CollectionApp, path: str) -> bool:
-    return is_under(path, app.uploads_dir.resolve())
-
-
-def document_json(app: CollectionApp, entry: Any) -> dict[str, Any]:
+def document_json(collection: Collection, entry: FileEntry) -> dict[str, Any]:
     doc_id = document_id(entry.path)
-    query = f"?collection={app.settings.collection}"
+    query = f"?collection={collection.name}"
     return {
         "id": doc_id,
         "name": Path(entry.path).name,
@@ -41,15 +37,15 @@ def document_json(app: CollectionApp, entry: Any) -> dict[str, Any]:
         "chunks": entry.chunks,
         "bytes": entry.size,
         "ingested_at": datetime.fromtimestamp(entry.ingested_at, UTC).isoformat(timespec="seconds"),
-        "uploaded": is_upload(app, entry.path),
+        "uploaded": collection.is_upload(entry.path),
         "file_url": f"/api/documents/{doc_id}/file{query}",
         "view_url": f"/documents/{doc_id}{query}",
     }
 
 
-def find_document(app: CollectionApp, doc_id: str) -> Any | None:
-    """The ledger entry with this id; only files in the collection can be found."""
-    return next((e for e in app.ledger().entries().values() if document_id(e.path) == doc_id), None)
+def find_document(collection: Collection, doc_id: str) -> FileEntry | None:
+    """The file record with this id; only files in the collection can be found."""
+    return next((e for e in collection.files().values() if document_id(e.path) == doc_id), None)
 
 
 def unique_names(names: list[str]) -> list[str]:
@@ -70,55 +66,34 @@ def unique_names(names: list[str]) -> list[str]:
     return out
 
 
-def save_upload(folder: Path, name: str, data: BinaryIO) -> Path:
-    """Write an upload into ``folder`` under ``name`` (already sanitised), atomically; an
-    earlier upload of the same name is replaced (and re-ingested as an update)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    root = folder.resolve()
-    dest = root / name
-    if dest.parent != root or name in ("", ".", ".."):
-        raise ValueError(f"unsafe file name {name!r}")
-    fd, tmp = tempfile.mkstemp(dir=root, prefix=".upload-", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            data.seek(0)
-            while block := data.read(1 << 20):
-                out.write(block)
-        os.replace(tmp, dest)  # replaces a symlink itself, never writes through it
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return dest
-
-
-def ingest_files(state: ServerState, app: CollectionApp, paths: list[Path]) -> Any:
+def ingest_files(state: ServerState, app: RagApp, paths: list[Path]) -> Any:
     """A job's work: ingest these files into the collection."""
 
     def work(job: Job) -> dict[str, Any]:
         job.expect([str(p) for p in paths])
-        report = ingest_paths(paths, app.store, app.settings, job, ledger=app.ledger())
+        report = ingest_paths(paths, app.collection, job)
         refresh_search_index(state, app)
         return report.to_json()
 
     return work
 
 
-def sync_collection(state: ServerState, app: CollectionApp) -> Any:
+def sync_collection(state: ServerState, app: RagApp) -> Any:
     """A job's work: re-check every known file and mirror the uploads folder."""
+    collection = app.collection
 
     def work(job: Job) -> dict[str, Any]:
-        ledger = app.ledger()
-        known = ledger.entries()
-        uploads = app.uploads_dir
-        outside = [p for p in known if not is_upload(app, p)]
+        known = collection.files()
+        uploads = collection.uploads_dir
+        outside = [p for p in known if not collection.is_upload(p)]
         gone = [p for p in outside if not Path(p).is_file()]
         present = [Path(p) for p in outside if p not in gone]
         targets = present + ([uploads] if uploads.is_dir() else [])
         job.expect([str(p) for p in present])
-        report = ingest_paths(targets, app.store, app.settings, job, ledger=ledger)
+        report = ingest_paths(targets, collection, job)
         if not uploads.is_dir():  # the uploads folder itself was deleted: forget its files
-            gone += [p for p in known if is_upload(app, p)]
-        remove_files(app.store, ledger, gone)
+            gone += [p for p in known if collection.is_upload(p)]
+        collection.remove_files(gone)
         report.removed += len(gone)
         for path in gone:
             job.set_file(path, "removed")
@@ -128,24 +103,23 @@ def sync_collection(state: ServerState, app: CollectionApp) -> Any:
     return work
 
 
-def refresh_search_index(state: ServerState, app: CollectionApp) -> None:
+def refresh_search_index(state: ServerState, app: RagApp) -> None:
     """After an ingest job: bring the BM25 index and window vectors up to date now, in the
     LLM queue's turn (no question reads them meanwhile), not at the next question."""
-    state.keyword_changed(app.settings.collection)
     with state.queue.turn():
-        state.prepare_retrieval(app)
+        app.collection.refresh_search_index()
 
 
-def delete_document(state: ServerState, app: CollectionApp, entry: Any) -> dict[str, Any]:
-    """Remove a file's chunks and ledger row, and the uploaded copy if it was an upload."""
-    chunks = remove_files(app.store, app.ledger(), [entry.path])
+def delete_document(app: RagApp, entry: FileEntry) -> dict[str, Any]:
+    """Remove a file's chunks and record, and the uploaded copy if it was an upload."""
+    collection = app.collection
+    chunks = collection.remove_files([entry.path])
     deleted = False
-    if is_upload(app, entry.path):
+    if collection.is_upload(entry.path):
         path = Path(entry.path)
         if path.is_file() or path.is_symlink():
             path.unlink()
             deleted = True
-    state.keyword_changed(app.settings.collection)
     return {
         "id": document_id(entry.path),
         "path": entry.path,

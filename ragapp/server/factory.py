@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import ragapp
 from ragapp.errors import RagappError
 from ragapp.server import api, openai_api, ui
-from ragapp.server.answers import AnswerFailed, error_json
+from ragapp.server.answers import AnswerFailed
 from ragapp.server.security import GuardMiddleware
 from ragapp.server.state import ServerState
 from ragapp.settings import Settings
@@ -103,8 +103,7 @@ def create_app(settings: Settings, *, token: str | None = None, preload: bool = 
 
     @app.exception_handler(RagappError)
     async def ragapp_error(request: Request, exc: RagappError) -> JSONResponse:
-        data = error_json(exc)
-        return _error(request, data["status"], data["detail"], data["error"])
+        return _error(request, exc.http_status, str(exc), type(exc).__name__)
 
     @app.exception_handler(AnswerFailed)
     async def answer_failed(request: Request, exc: AnswerFailed) -> JSONResponse:

@@ -20,19 +20,20 @@ from anyio import to_thread
 from fastapi import APIRouter, Depends, HTTPException, Request
 from sse_starlette import EventSourceResponse
 
+from ragapp.app import RagApp
 from ragapp.errors import ConfigError
 from ragapp.server.answers import Question, answer_events, answer_once, chat_history
 from ragapp.server.api import server_state
 from ragapp.server.schemas import ChatCompletionRequest, OpenAIModelList
 from ragapp.server.security import require_token
-from ragapp.server.state import CollectionApp, ServerState
+from ragapp.server.state import EMPTY_HINT, ServerState
 from ragapp.types import Answer
 
 MODEL = "ragapp"
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_token)], tags=["openai"])
 
 
-def _app_for_model(state: ServerState, model: str) -> CollectionApp:
+def _app_for_model(state: ServerState, model: str) -> RagApp:
     name, _, collection = model.partition(":")
     if name != MODEL:
         raise HTTPException(
@@ -81,7 +82,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
         raise HTTPException(422, "the last message must be the user's question")
     history = chat_history(turns[:-1], app.settings.history_turns)
     question = Question(turns[-1][1], None, history, None)
-    await to_thread.run_sync(app.require_chunks)
+    await to_thread.run_sync(app.collection.require_chunks, EMPTY_HINT)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
 

@@ -14,10 +14,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 import ragapp
-from ragapp.errors import ConfigError
+from ragapp.app import RagApp
 from ragapp.server import documents as docs
 from ragapp.server.security import COOKIE, request_authorized, session_value, token_matches
-from ragapp.server.state import CollectionApp, ServerState, chunk_anchor
+from ragapp.server.state import ServerState, chunk_anchor
 
 HERE = Path(__file__).parent
 templates = Environment(
@@ -104,33 +104,21 @@ async def view_document(doc_id: str, request: Request, collection: str | None = 
     if (redirect := _login_redirect(request)) is not None:
         return redirect
     state = _state(request)
-    try:
-        app = state.app(collection)
-    except ConfigError as exc:
-        raise HTTPException(422, str(exc)) from None
+    app = state.app(collection)  # InvalidCollectionError: 422
 
     def load() -> tuple[Any, list[dict[str, Any]]]:
-        entry = docs.find_document(app, doc_id)
+        entry = docs.find_document(app.collection, doc_id)
         if entry is None:
             raise HTTPException(404, "no such document in this collection")
         return entry, _chunks(app, entry.path)
 
     entry, chunks = await to_thread.run_sync(load)
-    info = docs.document_json(app, entry)
+    info = docs.document_json(app.collection, entry)
     return _render("viewer.html", doc=info, chunks=chunks, collection=app.settings.collection)
 
 
-def _chunks(app: CollectionApp, source: str) -> list[dict[str, Any]]:
-    got = app.store.collection.get(where={"source": source}, include=["documents", "metadatas"])
-    rows = sorted(
-        zip(got["documents"], got["metadatas"], strict=True), key=lambda r: r[1].get("index", 0)
-    )
+def _chunks(app: RagApp, source: str) -> list[dict[str, Any]]:
     return [
-        {
-            "anchor": chunk_anchor(text or ""),
-            "text": text or "",
-            "page": meta.get("page"),
-            "section": meta.get("section"),
-        }
-        for text, meta in rows
+        {"anchor": chunk_anchor(c.text), "text": c.text, "page": c.page, "section": c.section}
+        for c in app.collection.chunks_of(source)
     ]

@@ -1,0 +1,87 @@
+"""What every LLM backend hands the query side: a LangChain LLM, its prompt format, its
+token counter and its context size (LoadedLLM), plus the helpers backends share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel, BaseLLM
+from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
+
+from ragapp.backends.formats import PromptFormat
+from ragapp.bundled import BUNDLED_LLM, llm_gguf
+from ragapp.errors import BackendError, ModelNotFoundError, RagappError
+from ragapp.settings import BUNDLED, Settings
+
+
+@dataclass
+class LoadedLLM:
+    """A ready LLM, the prompt format it needs, and what to call it in output.
+
+    A text LLM (``BaseLLM``) gets the prompt rendered by ``prompt_format`` into the exact
+    string its model family was trained on. A chat model (``BaseChatModel``: a server that
+    applies its own model's chat template) gets the messages; its ``prompt_format`` only
+    serves to count tokens.
+    """
+
+    llm: BaseLLM | BaseChatModel
+    prompt_format: PromptFormat
+    label: str
+    metadata: dict[str, Any]
+    n_ctx: int = 4096
+    max_tokens: int = 256
+    # The model's own tokenizer (text -> token count); None: estimate from the length.
+    tokenizer: Callable[[str], int] | None = None
+    # Turns what a server backend's client raised into a one-line error (None: not its).
+    describe_error: Callable[[BaseException], RagappError | None] | None = None
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens in ``text`` by the model's own tokenizer. Without one, a deliberately high
+        estimate (one token per 3 characters), so an estimated prompt is never cut."""
+        if self.tokenizer is not None:
+            return self.tokenizer(text)
+        return len(text) // 3 + 1
+
+    @property
+    def is_chat(self) -> bool:
+        return isinstance(self.llm, BaseChatModel)
+
+    def generate(self, stop: list[str], **kwargs: Any) -> Runnable[Any, Any]:
+        """prompt (a PromptValue) -> model output, rendered for a text LLM, ending at the
+        format's stop strings and ``stop``."""
+        render: Runnable[Any, Any] = (
+            RunnablePassthrough()
+            if self.is_chat
+            else RunnableLambda(self.prompt_format.render, name="render_prompt")
+        )
+        return render | self.llm.bind(stop=[*self.prompt_format.stop, *stop], **kwargs)
+
+
+def llama_tokenizer(client: Any) -> Callable[[str], int]:
+    """Token counter of a loaded ``llama_cpp.Llama`` (BOS included, special tokens parsed)."""
+    return lambda text: len(client.tokenize(text.encode("utf-8"), add_bos=True, special=True))
+
+
+def gguf_path(settings: Settings) -> Path:
+    if settings.llm_model == BUNDLED:
+        return llm_gguf()
+    path = Path(settings.llm_model).expanduser()
+    if not path.is_file():
+        raise ModelNotFoundError(
+            f"LLM model file not found: {path} (RAGAPP_LLM_MODEL takes a local .gguf path)"
+        )
+    return path.resolve()
+
+
+def llm_label(settings: Settings) -> str:
+    if settings.llm_backend in ("llamacpp", "gpt4all") and settings.llm_model == BUNDLED:
+        return f"{settings.llm_backend}:{BUNDLED_LLM} (bundled)"
+    return settings.llm_label
+
+
+def missing_package(package: str, install: str | None = None) -> BackendError:
+    """The one-line error for a backend whose Python package is not installed."""
+    return BackendError(f"the {package} package is missing: {install or f'pip install {package}'}")

@@ -1,0 +1,218 @@
+"""Ingest verbs: `ingest` (with --dry-run and --watch), `sources`, `remove`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from ragapp.cli.common import EXIT_PARTIAL, JsonOpt, _app, _print_json, err, out
+
+# --- ingest -----------------------------------------------------------------------------------------
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:.1f} files/s" if speed else "- files/s", style="progress.data.speed")
+
+
+class _RichIngestProgress:
+    """Files done / total, files per second, chunks written, ETA."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task: Any = None
+        self.chunks = 0
+
+    def start(self, total_files: int) -> None:
+        self.task = self.progress.add_task("Ingesting", total=total_files, chunks=0)
+
+    def file_done(self, path: str, status: str, chunks: int) -> None:
+        self.chunks += chunks
+        self.progress.update(self.task, advance=1, chunks=self.chunks)
+        if status == "failed":
+            self.progress.console.print(f"[yellow]failed[/]  {path}")
+
+
+def _progress(json_out: bool) -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _RateColumn(),
+        TextColumn("{task.fields[chunks]} chunks"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=json_out or not err.is_terminal,
+    )
+
+
+def ingest(
+    ctx: typer.Context,
+    paths: Annotated[list[Path], typer.Argument(help="Files and folders to ingest.")],
+    json_out: JsonOpt = False,
+    keep_deleted: Annotated[
+        bool, typer.Option("--keep-deleted", help="Keep chunks of files deleted from the folders.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only print what would be added, updated, removed.")
+    ] = False,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Stay running and sync again whenever files change.")
+    ] = False,
+) -> None:
+    """Make the collection mirror the given files and folders.
+
+    New files are added, changed ones replaced, deleted ones removed (unless
+    --keep-deleted); unchanged files cost one stat(); a moved or renamed file keeps its
+    vectors. Formats: pdf (OCR for scans), docx, pptx, xlsx, csv, odt, rtf, epub, html, md,
+    txt, rst, eml, png/jpg/tiff (OCR). Exit code 3 when some files failed (they are listed
+    and logged in DATA_DIR/logs/ingest.log) and the rest were ingested.
+
+    Example:  ragapp ingest ~/Documents --watch
+    """
+    app = _app(ctx)
+    if watch and not dry_run:
+        _watch(app, paths, json_out, keep_deleted)
+        return
+    report = _sync(app, paths, json_out, keep_deleted, dry_run)
+    if report.failed:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+def _sync(app: Any, paths: list[Path], json_out: bool, keep_deleted: bool, dry_run: bool) -> Any:
+    from ingest.pipeline import ingest_paths
+
+    with _progress(json_out) as progress:
+        report = ingest_paths(
+            paths,
+            app.collection,
+            _RichIngestProgress(progress),
+            keep_deleted=keep_deleted,
+            dry_run=dry_run,
+        )
+    if not dry_run and (report.chunks or report.removed or report.reused):
+        app.collection.refresh_search_index()
+    if json_out:
+        _print_json(report.to_json())
+        return report
+    if dry_run:
+        for status, path in report.changes:
+            out.print(f"would be {status:<8} {path}")
+    verb = "would be " if dry_run else ""
+    out.print(
+        f"{report.added} {verb}added, {report.updated} {verb}updated, "
+        f"{report.removed} {verb}removed, {report.unchanged} unchanged, {len(report.failed)} failed"
+        + ("" if dry_run else f" — {report.chunks} chunks written in {report.seconds:.1f}s")
+        + (f" ({report.reused} reused existing vectors)" if report.reused else "")
+    )
+    _print_problems("Failed", report.failed, "red")
+    _print_problems("Skipped", report.skipped, "dim")
+    return report
+
+
+def _watch(app: Any, paths: list[Path], json_out: bool, keep_deleted: bool) -> None:
+    """Sync, then again after each burst of changes (debounced); Ctrl-C stops. The watcher
+    is running before the first sync starts, so nothing changed during it is missed."""
+    from watchfiles import watch
+
+    folders = [p for p in paths if Path(p).exists()]
+    first = True
+    try:
+        for changes in watch(
+            *folders,
+            debounce=1500,
+            step=200,
+            yield_on_timeout=True,
+            rust_timeout=500,
+            raise_interrupt=False,
+        ):
+            if changes or first:
+                _sync(app, paths, json_out, keep_deleted, dry_run=False)
+                if first:
+                    err.print(
+                        f"[dim]watching {len(folders)} path(s) for changes; Ctrl-C to stop[/]"
+                    )
+                first = False
+    except KeyboardInterrupt:
+        pass
+
+
+def _print_problems(title: str, rows: list[tuple[str, str]], style: str) -> None:
+    if not rows:
+        return
+    table = Table(title=f"{title} ({len(rows)})", title_justify="left", style=style)
+    table.add_column("file")
+    table.add_column("reason")
+    for path, reason in rows:
+        table.add_row(path, reason)
+    err.print(table)
+
+
+def sources(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """List the ingested files with their chunk counts and when they were ingested.
+
+    Example:  ragapp sources --json
+    """
+    from datetime import UTC, datetime
+
+    entries = _app(ctx).collection.files().values()
+    rows: list[dict[str, Any]] = [
+        {
+            "path": e.path,
+            "chunks": e.chunks,
+            "bytes": e.size,
+            "ingested_at": datetime.fromtimestamp(e.ingested_at, UTC).isoformat(timespec="seconds"),
+        }
+        for e in entries
+    ]
+    if json_out:
+        _print_json({"sources": rows})
+        return
+    table = Table("file", "chunks", "ingested (UTC)")
+    for r in rows:
+        table.add_row(r["path"], str(r["chunks"]), r["ingested_at"].replace("+00:00", ""))
+    out.print(table)
+    out.print(f"{len(rows)} files, {sum(r['chunks'] for r in rows)} chunks")
+
+
+def remove(
+    ctx: typer.Context,
+    paths: Annotated[list[Path], typer.Argument(help="Ingested files or folders to remove.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Remove files (or everything under folders) from the collection; the files on disk
+    are not touched.
+
+    Example:  ragapp remove ~/Documents/old-contract.pdf
+    """
+    from ragapp.errors import RagappError
+
+    collection = _app(ctx).collection
+    gone = collection.files_under(paths)
+    if not gone:
+        targets = [Path(p).expanduser().resolve() for p in paths]
+        raise RagappError("nothing ingested under " + ", ".join(map(str, targets)))
+    chunks = collection.remove_files(gone)
+    collection.refresh_search_index()
+    if json_out:
+        _print_json({"removed": gone, "chunks": chunks})
+    else:
+        out.print(f"removed {len(gone)} file(s), {chunks} chunks")

@@ -1,0 +1,288 @@
+"""The web UI in a real browser: Playwright drives Debian's chromium (headless, never a
+downloaded browser) against `ragapp serve` on loopback with the real bundled models.
+
+Screenshots of each state go to test-artifacts/browser/ (git-ignored)."""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from ragapp.server import create_app
+from ragapp.server.testing import running_server
+from tests.conftest import ROOT
+from tests.server_helpers import (
+    LIGHTHOUSE,
+    OUT_OF_SCOPE,
+    PDF_QUESTION,
+    harbour_pdf,
+    server_settings,
+)
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SHOTS = ROOT / "test-artifacts" / "browser"
+LONG = 180_000  # ms: answers on a busy 2-core machine
+
+if not CHROMIUM.exists():
+    pytest.skip("needs Debian's chromium at /usr/bin/chromium", allow_module_level=True)
+os.environ["PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD"] = "1"
+
+
+@pytest.fixture(scope="module")
+def server_app(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return create_app(server_settings(tmp_path_factory.mktemp("browser") / "data"))
+
+
+@pytest.fixture(scope="module")
+def base_url(server_app: Any) -> Iterator[str]:
+    with running_server(server_app) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("upload-me")
+    (folder / "lighthouse.txt").write_text(LIGHTHOUSE)
+    (folder / "harbour.pdf").write_bytes(harbour_pdf())
+    return {p.name: p for p in folder.iterdir()}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+class Page:
+    """One browser tab on the UI, recording page errors and any request off loopback."""
+
+    def __init__(
+        self, browser: Any, base_url: str, scheme: str = "light", wait: bool = True
+    ) -> None:
+        self.context = browser.new_context(
+            viewport={"width": 1280, "height": 820}, color_scheme=scheme, device_scale_factor=1
+        )
+        self.foreign: list[str] = []
+        self.errors: list[str] = []
+        self.context.route("**/*", self._only_loopback)
+        self.page = self.context.new_page()
+        self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        self.page.on("dialog", lambda d: (self.errors.append(f"dialog: {d.message}"), d.dismiss()))
+        self.page.goto(base_url + "/")
+        if wait:
+            self.page.wait_for_function(
+                "() => document.querySelector('#status-model').textContent !== 'Loading…'"
+            )
+
+    def _only_loopback(self, route: Any) -> None:
+        host = urlsplit(route.request.url).hostname
+        if route.request.url.startswith(("data:", "blob:")) or host == "127.0.0.1":
+            route.continue_()
+        else:
+            self.foreign.append(route.request.url)
+            route.abort()
+
+    def shot(self, name: str) -> None:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(SHOTS / f"{name}.png"))
+
+    def ask(self, question: str) -> Any:
+        """Type a question, press Enter, wait for the answer to finish; returns its card."""
+        before = self.page.locator(".msg.assistant").count()
+        self.page.fill("#question", question)
+        self.page.press("#question", "Enter")
+        card = self.page.locator(".msg.assistant .card").nth(before)
+        card.locator(".meta-line").wait_for(timeout=LONG)
+        return card
+
+
+@pytest.fixture(scope="module")
+def ui(browser: Any, base_url: str) -> Iterator[Page]:
+    page = Page(browser, base_url)
+    yield page
+    assert page.errors == [], page.errors
+    assert page.foreign == [], f"the UI asked for something off this machine: {page.foreign}"
+    page.context.close()
+
+
+def test_controls_are_labelled_and_keyboard_reachable(ui: Page) -> None:
+    unlabelled = ui.page.evaluate(
+        """() => [...document.querySelectorAll('button, input, select, textarea, a[href]')]
+            .filter(e => e.offsetParent !== null || e.id === 'file-input')
+            .filter(e => !(e.getAttribute('aria-label') || e.textContent.trim()
+                           || (e.id && document.querySelector(`label[for="${e.id}"]`))
+                           || e.getAttribute('aria-hidden') === 'true'))
+            .map(e => e.outerHTML.slice(0, 80))"""
+    )
+    assert unlabelled == []
+    ui.page.locator("body").click(position={"x": 600, "y": 400})
+    ui.page.keyboard.press("/")
+    assert ui.page.evaluate("document.activeElement.id") == "question"
+    assert ui.page.locator("#stop").is_hidden()
+
+
+def test_upload_with_picker_and_drop(ui: Page, files: dict[str, Path]) -> None:
+    ui.shot("0-empty")
+    ui.page.set_input_files("#file-input", str(files["lighthouse.txt"]))
+    pdf = base64.b64encode(files["harbour.pdf"].read_bytes()).decode()
+    ui.page.evaluate(
+        """([name, b64]) => {
+            const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+            const data = new DataTransfer();
+            data.items.add(new File([bytes], name, {type: 'application/pdf'}));
+            const zone = document.querySelector('#dropzone');
+            for (const type of ['dragenter', 'dragover', 'drop'])
+                zone.dispatchEvent(new DragEvent(type, {dataTransfer: data, bubbles: true, cancelable: true}));
+        }""",
+        ["harbour.pdf", pdf],
+    )
+    ui.page.wait_for_function(
+        "() => document.querySelectorAll('.upload.done').length === 2", timeout=LONG
+    )
+    docs = ui.page.locator("#doc-list .doc")
+    docs.nth(1).wait_for()
+    names = sorted(docs.locator(".doc-name").all_text_contents())
+    assert names == ["harbour.pdf", "lighthouse.txt"]
+    for meta in docs.locator(".doc-meta").all_text_contents():
+        assert "chunk" in meta and "uploaded" in meta
+    states = ui.page.locator(".upload .upload-state").all_text_contents()
+    assert all("added" in s for s in states), states
+    assert "2 files" in ui.page.locator("#doc-count").text_content()
+    ui.shot("1-uploaded")
+
+
+def test_answer_streams_with_a_working_citation(ui: Page, base_url: str) -> None:
+    ui.page.evaluate(
+        """() => {
+            window.__lengths = [];
+            new MutationObserver(() => {
+                const answers = document.querySelectorAll('.msg.assistant .answer');
+                const last = answers[answers.length - 1];
+                if (last && last.classList.contains('streaming')) window.__lengths.push(last.textContent.length);
+            }).observe(document.querySelector('#messages'), {subtree: true, childList: true, characterData: true});
+        }"""
+    )
+    card = ui.ask(PDF_QUESTION)
+    lengths = ui.page.evaluate("window.__lengths")
+    assert len(set(lengths)) >= 3, f"the answer did not arrive in pieces: {lengths}"
+    assert card.locator(".answer").text_content().strip()
+    assert card.locator(".notice").count() == 0
+    chip = card.locator(".source-chip").first
+    assert chip.locator(".label").text_content() == "harbour.pdf"
+    assert chip.locator(".page").text_content() == "p. 2"
+    assert "first token" in card.locator(".meta-line").text_content()
+    ui.shot("2-answer")
+
+    chip.click()
+    dialog = ui.page.locator("#source-dialog")
+    dialog.wait_for(state="visible")
+    assert ui.page.locator("#source-title").text_content() == "harbour.pdf"
+    assert ui.page.locator("#source-meta").text_content().startswith("Page 2")
+    assert "48,300" in ui.page.locator("#source-text").text_content()
+    link = ui.page.locator("#source-open")
+    href = link.get_attribute("href")
+    assert href.endswith("#page=2") and link.text_content() == "Open PDF at page 2"
+    ui.shot("3-source")
+    res = ui.page.request.get(base_url + href.split("#")[0])
+    assert res.status == 200 and res.headers["content-type"] == "application/pdf"
+    view = ui.page.locator("#source-view").get_attribute("href")
+    anchor = view.split("#")[1]
+    assert f'id="{anchor}"' in ui.page.request.get(base_url + view.split("#")[0]).text()
+    ui.page.keyboard.press("Escape")
+    dialog.wait_for(state="hidden")
+
+
+def test_queued_then_not_found(ui: Page, server_app: Any) -> None:
+    with server_app.state.server.queue.turn():  # another question holds the LLM
+        ui.page.fill("#question", OUT_OF_SCOPE)
+        ui.page.press("#question", "Enter")
+        waiting = ui.page.locator(".progress-line", has_text="Queued")
+        waiting.wait_for(timeout=LONG)
+        assert waiting.text_content() == "Queued — waiting for the question ahead of yours"
+        assert ui.page.locator("#stop").is_visible()
+        ui.shot("4-queued")
+    card = ui.page.locator(".msg.assistant .card").last
+    card.locator(".meta-line").wait_for(timeout=LONG)
+    notice = card.locator(".notice")
+    assert notice.locator("strong").text_content() == "Not found in your documents"
+    assert card.locator(".source-chip").count() == 0
+    ui.shot("5-not-found")
+
+
+def test_document_text_is_shown_as_text(ui: Page, browser: Any, base_url: str) -> None:
+    link = ui.page.locator("#doc-list .doc-name", has_text="lighthouse.txt")
+    viewer = browser.new_page()
+    viewer.on("dialog", lambda d: d.dismiss())
+    viewer.goto(base_url + link.get_attribute("href"))
+    text = viewer.locator(".chunk-text").first.text_content()
+    assert '<script>window.__xss = 1; alert("pwned")</script>' in text
+    assert viewer.evaluate("window.__xss") is None
+    viewer.close()
+
+
+def test_delete_a_file(ui: Page) -> None:
+    item = ui.page.locator("#doc-list .doc", has_text="lighthouse.txt")
+    button = item.get_by_role("button", name="Delete lighthouse.txt")
+    button.click()
+    confirm = item.get_by_role("button", name="Confirm: delete lighthouse.txt")
+    assert confirm.text_content() == "Delete?"
+    confirm.click()
+    item.wait_for(state="detached")
+    assert ui.page.locator("#doc-list .doc-name").all_text_contents() == ["harbour.pdf"]
+    assert "1 file" in ui.page.locator("#doc-count").text_content()
+    ui.shot("6-deleted")
+
+
+def test_dark_mode(browser: Any, base_url: str) -> None:
+    dark = Page(browser, base_url, scheme="dark")
+    light_bg = "rgb(246, 247, 249)"
+    assert dark.page.evaluate("getComputedStyle(document.body).backgroundColor") != light_bg
+    dark.shot("7-dark")
+    assert dark.errors == [] and dark.foreign == []
+    dark.context.close()
+
+
+def test_login_with_a_token(browser: Any, tmp_path: Path) -> None:
+    app = create_app(server_settings(tmp_path / "data"), token="browser-t0ken")
+    with running_server(app) as url:
+        tab = Page(browser, url, wait=False)
+        page = tab.page
+        assert page.url.endswith("/login")
+        page.fill("#token", "not-it")
+        page.click("button[type=submit]")
+        assert page.locator("#login-error").text_content() == "That token is not right."
+        page.fill("#token", "browser-t0ken")
+        page.click("button[type=submit]")
+        page.wait_for_url(url + "/")
+        page.locator("#docs-empty").wait_for()  # the API answered with the session cookie
+        page.wait_for_function(  # /api/status too (the models may still be loading)
+            "() => document.querySelector('#status-model').textContent !== 'Loading…'"
+        )
+        assert "llama.cpp" in page.locator("#status-model").text_content()
+        tab.shot("8-after-login")
+        page.get_by_role("button", name="Sign out").click()
+        page.wait_for_url(url + "/login")
+        assert tab.errors == [] and tab.foreign == []
+        tab.context.close()

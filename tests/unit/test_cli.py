@@ -1,0 +1,116 @@
+"""The CLI in-process (Typer's CliRunner, and `main` for exit codes) over the fake stack:
+JSON shapes of the contract, usage errors, one-line errors and their exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from ragapp.cli import cli, main
+
+
+def run(*args: str) -> Any:
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return result
+
+
+def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exited:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return int(exited.value.code or 0), out, err
+
+
+def test_ingest_status_retrieve_ask_json_shapes(docs: Path) -> None:
+    report = json.loads(run("ingest", str(docs), "--json").stdout)
+    assert {"added", "updated", "removed", "unchanged", "failed", "chunks", "seconds"} <= set(
+        report
+    )
+    assert (report["added"], report["failed"]) == (3, [])
+    status = json.loads(run("status", "--json").stdout)
+    assert status == {
+        "documents": 3,
+        "chunks": report["chunks"],
+        "embedding_model": "fake-hash-64",
+        "llm": "fake:bundled",
+        "store": "memory://unit",
+    }
+    results = json.loads(run("retrieve", "membership fee", "-k", "2", "--json").stdout)["results"]
+    assert len(results) == 2 and set(results[0]) == {"source", "page", "score", "text"}
+    assert Path(results[0]["source"]).name == "fees.md"
+    answer = json.loads(run("ask", "What is the membership fee?", "--json").stdout)
+    assert set(answer) >= {"answer", "refused", "sources", "timings"}
+    assert answer["answer"].endswith("[1]") and "forty-two" in answer["answer"]
+    assert answer["sources"][0]["n"] == 1 and not answer["refused"]
+
+
+def test_batch_retrieve_keeps_order(docs: Path, tmp_path: Path) -> None:
+    run("ingest", str(docs))
+    batch = tmp_path / "q.jsonl"
+    batch.write_text('{"question": "board meeting", "id": 1}\n\n{"question": "harbour"}\n')
+    lines = [json.loads(x) for x in run("retrieve", "--batch", str(batch)).stdout.splitlines()]
+    assert [x["question"] for x in lines] == ["board meeting", "harbour"]
+    assert Path(lines[1]["results"][0]["source"]).name == "notes.txt"
+
+
+def test_sources_remove_reset(docs: Path) -> None:
+    run("ingest", str(docs))
+    listed = json.loads(run("sources", "--json").stdout)["sources"]
+    assert sorted(Path(s["path"]).name for s in listed) == ["board.txt", "fees.md", "notes.txt"]
+    removed = json.loads(run("remove", str(docs / "sub"), "--json").stdout)
+    assert [Path(p).name for p in removed["removed"]] == ["board.txt"] and removed["chunks"] == 1
+    result = run("reset", "--yes")
+    assert "collection 'default' deleted" in result.stderr
+    assert json.loads(run("status", "--json").stdout)["chunks"] == 0
+
+
+def test_dry_run_changes_nothing(docs: Path) -> None:
+    plan = json.loads(run("ingest", str(docs), "--dry-run", "--json").stdout)
+    assert plan["dry_run"] is True and plan["added"] == 3
+    assert json.loads(run("status", "--json").stdout)["documents"] == 0
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_main(capsys, "retrieve")
+    assert code == 2 and "give either a QUESTION or --batch FILE" in err
+    code, _, err = run_main(capsys, "ask", "q", "-k", "0")
+    assert code == 2
+    code, _, err = run_main(capsys, "no-such-command")
+    assert code == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["ask", "anything"], "collection 'default' is empty: run `ragapp ingest PATH` first"),
+        (["--collection", "x", "status"], "invalid setting collection"),
+        (["remove", "/nowhere"], "nothing ingested under /nowhere"),
+    ],
+)
+def test_errors_are_one_line_with_exit_1(
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    code, out, err = run_main(capsys, *args)
+    assert code == 1 and out == ""
+    assert message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_partial_failure_exits_3(capsys: pytest.CaptureFixture[str], docs: Path) -> None:
+    (docs / "empty.txt").write_text("")
+    code, out, _ = run_main(capsys, "ingest", str(docs), "--json")
+    report = json.loads(out)
+    assert code == 3 and report["added"] == 3
+    assert [(Path(f["path"]).name, f["reason"]) for f in report["failed"]] == [
+        ("empty.txt", "empty file")
+    ]
+
+
+def test_path_filter_without_a_match(capsys: pytest.CaptureFixture[str], docs: Path) -> None:
+    run("ingest", str(docs))
+    code, _, err = run_main(capsys, "retrieve", "fee", "--path", "*.pdf")
+    assert code == 1 and "no ingested file matches --path *.pdf" in err
