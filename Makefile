@@ -68,7 +68,8 @@ bench: install  ## ingest / retrieval / generation figures (see README)
 	$(BIN)/python bench/pipeline.py
 
 lock:  ## re-pin the whole dependency tree from the current .venv
-	$(PIP) freeze | grep -viE '^(-e |ragapp|pip==|setuptools==)' | sed 's/^torch==2.13.0+cpu/torch==2.13.0/' > $(LOCK).new
+	$(PIP) freeze | grep -viE '^(-e |ragapp|pip==|setuptools==)' | sed -e 's/^torch==2.13.0+cpu/torch==2.13.0/' \
+	  -e 's/^llama_cpp_python @ .*/llama_cpp_python==$(LLAMA_VERSION)/' > $(LOCK).new
 	{ sed -n '1,2p' $(LOCK); cat $(LOCK).new; } > $(LOCK).tmp && mv $(LOCK).tmp $(LOCK) && rm $(LOCK).new
 
 clean:

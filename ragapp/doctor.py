@@ -106,7 +106,7 @@ def _gguf_model(settings: Settings, d: Diagnosis, build: dict[str, Any]) -> int:
     chosen = choose_format(settings.prompt_format, meta).family
     requested = settings.n_gpu_layers
     wanted = layers + 1 if requested < 0 else min(requested, layers + 1)  # +1: output layer
-    in_process = settings.llm_backend == "llamacpp"
+    in_process = get_backend(settings.llm_backend).gpu_offload
     offloaded = wanted if build["gpu_offload"] and in_process else 0
     d.facts["model"] = {
         "path": str(path),
@@ -290,7 +290,7 @@ def list_models(settings: Settings) -> list[dict[str, Any]]:
     from ragapp.settings import BUNDLED
 
     configured = None
-    if settings.llm_backend == "llamacpp":
+    if settings.llm_backend == "llamacpp":  # gpt4all runs a copy of the file, if renamed
         configured = (
             str(llm_gguf())
             if settings.llm_model == BUNDLED

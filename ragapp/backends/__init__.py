@@ -36,6 +36,7 @@ class Backend:
     install: str  # how to get it
     kind: str  # "gguf": a local GGUF in-process; "server": a local server; "test"
     default_url: str | None = None
+    gpu_offload: bool = False  # offloads layers to a GPU through llama-cpp-python (n_gpu_layers)
 
     @property
     def installed(self) -> bool:
@@ -71,7 +72,7 @@ BACKENDS: dict[str, Backend] = {
     b.name: b
     for b in (
         Backend("llamacpp", "llama-cpp-python in-process", "llamacpp", "llama_cpp",
-                "pip install llama-cpp-python", "gguf"),
+                "pip install llama-cpp-python", "gguf", gpu_offload=True),
         Backend("ollama", "an Ollama server", "ollama", "langchain_ollama",
                 "pip install langchain-ollama", "server", "http://127.0.0.1:11434"),
         Backend("openai", "an OpenAI-compatible server", "openai_compat", "langchain_openai",
@@ -93,9 +94,14 @@ def get_backend(name: str) -> Backend:
         ) from None
 
 
+def configured(settings: Settings) -> Backend:
+    """The backend the settings choose."""
+    return get_backend(settings.llm_backend)
+
+
 def load_llm(settings: Settings) -> LoadedLLM:
     """The configured backend's LLM, ready to answer."""
     return get_backend(settings.llm_backend).load(settings)
 
 
-__all__ = ["BACKENDS", "Backend", "LoadedLLM", "get_backend", "load_llm"]
+__all__ = ["BACKENDS", "Backend", "LoadedLLM", "configured", "get_backend", "load_llm"]

@@ -18,6 +18,7 @@ from starlette.types import Message, Receive
 
 import ragapp
 from ragapp.app import RagApp
+from ragapp.backends import configured
 from ragapp.errors import ConfigError, RagappError
 from ragapp.server import documents as docs
 from ragapp.server.answers import (
@@ -356,10 +357,11 @@ def gpu_facts(state: ServerState) -> dict[str, Any]:
     settings = state.settings
     build = state.llama_build()
     supported = bool(build.get("gpu_offload"))
-    active = supported and settings.llm_backend == "llamacpp" and settings.n_gpu_layers != 0
+    offloads = configured(settings).gpu_offload
+    active = supported and offloads and settings.n_gpu_layers != 0
     loaded = state.models.llm_loaded
     layers_offloaded = None
-    if loaded is not None and settings.llm_backend == "llamacpp":
+    if loaded is not None and offloads:
         arch = loaded.metadata.get("general.architecture", "")
         layers = int(loaded.metadata.get(f"{arch}.block_count", 0) or 0)
         wanted = layers + 1 if settings.n_gpu_layers < 0 else min(settings.n_gpu_layers, layers + 1)

@@ -38,9 +38,9 @@ def test_metadata_filter() -> None:
 def test_mmr_trades_repetition_for_coverage(clean_environ: Path) -> None:
     """Real embedded Chroma, hash embeddings: three near-copies outrank a different passage
     by similarity; MMR keeps one copy and brings the different one in, scores intact."""
+    from ragapp.backends.fake import HashEmbeddings
     from ragapp.query.retriever import ScoredRetriever
     from ragapp.types import Chunk
-    from tests.fakes import HashEmbeddings
     from tests.integration.test_store_and_pipeline import make_store
 
     store = make_store(clean_environ)
@@ -64,8 +64,8 @@ def test_mmr_trades_repetition_for_coverage(clean_environ: Path) -> None:
 
 
 def _store_with(clean_environ: Path, texts: dict[str, str]) -> object:
+    from ragapp.backends.fake import HashEmbeddings
     from ragapp.types import Chunk
-    from tests.fakes import HashEmbeddings
     from tests.integration.test_store_and_pipeline import make_store
 
     store = make_store(clean_environ)
@@ -141,7 +141,7 @@ class _CountingEmbeddings:
     """HashEmbeddings that remember how many texts they embedded."""
 
     def __init__(self) -> None:
-        from tests.fakes import HashEmbeddings
+        from ragapp.backends.fake import HashEmbeddings
 
         self.inner = HashEmbeddings()
         self.embedded = 0
@@ -160,8 +160,8 @@ _FILLER = " ".join(f"filler{i}" for i in range(60))  # ~500 chars sharing no wor
 def test_window_vectors_follow_the_collection_and_are_embedded_once(clean_environ: Path) -> None:
     import numpy as np
 
+    from ragapp.backends.fake import HashEmbeddings
     from ragapp.query.keyword import KeywordIndex, chunk_windows
-    from tests.fakes import HashEmbeddings
 
     long_text = f"{_FILLER} solar panel fee paid yearly {_FILLER}"
     store = _store_with(clean_environ, {"long": long_text, "short": "solar panels"})
@@ -205,9 +205,9 @@ def test_hybrid_ranks_a_long_chunk_by_its_best_window(clean_environ: Path) -> No
     loses to a short chunk with fewer of them (hash cosines 0.50 vs 0.57); with windows
     (best window 0.71, mean 0.60) it comes first, and every hit still reports its own
     chunk's cosine."""
+    from ragapp.backends.fake import HashEmbeddings
     from ragapp.query.keyword import KeywordIndex
     from ragapp.query.retriever import ScoredRetriever
-    from tests.fakes import HashEmbeddings
 
     store = _store_with(
         clean_environ,

@@ -9,13 +9,13 @@ import pytest
 
 from ingest.pipeline import IngestReport
 from ingest.pipeline import ingest_paths as sync
+from ragapp.backends.fake import HashEmbeddings
 from ragapp.collection import Collection
 from ragapp.errors import EmbeddingMismatchError
 from ragapp.ledger import Ledger
 from ragapp.settings import Settings, load_settings
 from ragapp.store import ChromaStore, ChunkStore, make_client
 from ragapp.types import Chunk, EmbeddingSpec
-from tests.fakes import HashEmbeddings
 
 
 def make_store(data_dir: Path, model: str = "hash-64", dim: int = 64) -> ChunkStore:

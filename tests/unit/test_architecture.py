@@ -113,3 +113,16 @@ def test_only_entry_points_import_ingest(package: str) -> None:
     }
     assert all(u.startswith(("ragapp.cli", "ragapp.server")) for u in users), sorted(users)
     assert any(u.startswith(package) for u in users)
+
+
+def test_only_the_store_touches_chroma() -> None:
+    """The store seam doesn't leak: chromadb and langchain_chroma are ragapp.store's alone."""
+    offenders = []
+    for path in [p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            if any(n.split(".")[0] in ("chromadb", "langchain_chroma") for n in names):
+                offenders.append(module_name(path))
+    assert set(offenders) == {"ragapp.store"}
