@@ -1,5 +1,6 @@
-"""The ChunkStore contract (tests/store_contract.py) on real embedded Chroma: what the unit
-tier proves on MemoryStore holds for the store users run."""
+"""The ChunkStore contract (tests/store_contract.py) on real Chroma, embedded and as a server
+(`chroma run` on loopback): what the unit tier proves on MemoryStore holds for the stores
+users run."""
 
 from __future__ import annotations
 
@@ -15,9 +16,15 @@ from ragapp.types import EmbeddingSpec
 from tests import store_contract
 
 
-@pytest.fixture
-def make_store(clean_environ: Path) -> Any:
-    client = make_client(load_settings(data_dir=clean_environ))
+@pytest.fixture(params=["embedded", "server"])
+def make_store(request: pytest.FixtureRequest, clean_environ: Path) -> Any:
+    if request.param == "server":
+        url = request.getfixturevalue("chroma_server")
+        client = make_client(load_settings(chroma_url=url))
+        for old in client.list_collections():  # the server outlives each test
+            client.delete_collection(old if isinstance(old, str) else old.name)
+    else:
+        client = make_client(load_settings(data_dir=clean_environ))
 
     def make(model: str = "hash-64", dim: int = 64) -> ChunkStore:
         spec = EmbeddingSpec(model, clean_environ)
