@@ -55,6 +55,18 @@ class Settings(BaseSettings):
         description="Empty: embedded Chroma in the data dir. http://host:port: a Chroma server. "
         "memory://NAME: this process's memory (unit tests).",
     )
+    chroma_headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="HTTP headers sent to the Chroma server, e.g. a token for the proxy in "
+        'front of it (Chroma 1.x has no auth of its own): {"Authorization": "Bearer T"}; '
+        "as an env var, JSON.",
+    )
+    chroma_tenant: str = Field(
+        default="default_tenant", description="Chroma tenant (distributed Chroma, Chroma Cloud)."
+    )
+    chroma_database: str = Field(
+        default="default_database", description="Chroma database within the tenant."
+    )
 
     # --- ingestion -----------------------------------------------------------------------
     embedding_model: str = Field(

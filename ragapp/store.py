@@ -199,7 +199,10 @@ def make_client(settings: Settings) -> Any:
                 host=url.hostname or "localhost",
                 port=url.port or (443 if url.scheme == "https" else 8000),
                 ssl=url.scheme == "https",
+                headers=settings.chroma_headers or None,
                 settings=chroma_settings,
+                tenant=settings.chroma_tenant,
+                database=settings.chroma_database,
             )
         settings.store_path.mkdir(parents=True, exist_ok=True)
         return chromadb.PersistentClient(path=str(settings.store_path), settings=chroma_settings)

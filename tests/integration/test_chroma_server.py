@@ -5,6 +5,10 @@ another process its search index is stale."""
 from __future__ import annotations
 
 import shutil
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -63,3 +67,60 @@ def test_a_write_by_one_process_refreshes_anothers_index(
     assert index is not None
     assert not index.search("harbour master", 3) and index.search("lighthouse keeper", 3)
     writer.reset()
+
+
+@contextmanager
+def token_proxy(upstream: str, token: str) -> Iterator[str]:
+    """A loopback reverse proxy in front of the Chroma server that wants a bearer token,
+    as a team would put one (Chroma 1.x has no auth of its own). Yields its URL."""
+    import httpx
+
+    class Handler(BaseHTTPRequestHandler):
+        def _forward(self) -> None:
+            if self.headers.get("Authorization") != f"Bearer {token}":
+                self.send_response(401)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else None
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host",)}
+            res = httpx.request(self.command, upstream + self.path, content=body, headers=headers)
+            self.send_response(res.status_code)
+            for key, value in res.headers.items():
+                if key.lower() not in ("transfer-encoding", "content-length", "connection"):
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(res.content)))
+            self.end_headers()
+            self.wfile.write(res.content)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _forward
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        thread.join(10)
+
+
+def test_headers_reach_a_proxy_in_front_of_the_server(chroma_server: str, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("The harbour master is called Ole Brekke.\n")
+    with token_proxy(chroma_server, "team-s3cret") as proxy:
+        base = {"RAGAPP_CHROMA_URL": proxy, "RAGAPP_COLLECTION": "behind-proxy"}
+        refused = run_cli("status", "--json", env=base)
+        assert refused.code == 1 and "cannot open the Chroma store at" in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
+        env = {**base, "RAGAPP_CHROMA_HEADERS": '{"Authorization": "Bearer team-s3cret"}'}
+        ingested = run_cli("ingest", str(docs), "--json", env=env)
+        assert ingested.code == 0, ingested.stderr
+        status = run_cli("status", "--json", env=env).json()
+        assert status["chunks"] == ingested.json()["chunks"] == 1
+        assert run_cli("reset", "--yes", env=env).code == 0
