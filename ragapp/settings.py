@@ -190,6 +190,15 @@ class Settings(BaseSettings):
         default=42,
         description="Sampling seed, for repeatable answers (gpt4all has none: use temperature 0).",
     )
+    llm_parallel: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Questions `ragapp serve` answers at once with a server backend (ollama, "
+        "openai) that has parallel slots (vLLM, llama.cpp's server with --parallel N, Ollama "
+        "with OLLAMA_NUM_PARALLEL); the others wait in line. The in-process runtimes "
+        "(llamacpp, gpt4all) always answer one at a time.",
+    )
     history_turns: int = Field(
         default=4, ge=0, description="Previous chat turns kept in the prompt of `ragapp chat`."
     )

@@ -104,9 +104,10 @@ def sync_collection(state: ServerState, app: RagApp) -> Any:
 
 
 def refresh_search_index(state: ServerState, app: RagApp) -> None:
-    """After an ingest job: bring the BM25 index and window vectors up to date now, in the
-    LLM queue's turn (no question reads them meanwhile), not at the next question."""
-    with state.queue.turn():
+    """After an ingest job: bring the BM25 index and window vectors up to date now, in an
+    exclusive turn of the LLM queue (no question reads them meanwhile), not at the next
+    question."""
+    with state.queue.turn(exclusive=True):
         app.collection.refresh_search_index()
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ragapp.app import Models, RagApp
+from ragapp.backends import configured
 from ragapp.errors import InvalidCollectionError
 from ragapp.server.jobs import Jobs
 from ragapp.server.queue import AnswerQueue
@@ -21,6 +22,12 @@ from ragapp.settings import Settings
 log = logging.getLogger(__name__)
 
 EMPTY_HINT = "upload documents first"  # what an empty collection tells a server user
+
+
+def answer_slots(settings: Settings) -> int:
+    """How many questions run at once: llm_parallel, except for a runtime in this process
+    (its one llama.cpp context is not thread-safe)."""
+    return 1 if configured(settings).runs_gguf else settings.llm_parallel
 
 
 def document_id(path: str) -> str:
@@ -41,7 +48,7 @@ class ServerState:
         self.token = token or None
         self.started_at = time.time()
         self.models = Models(settings)
-        self.queue = AnswerQueue()
+        self.queue = AnswerQueue(answer_slots(settings))
         self.jobs = Jobs()
         self._apps: dict[str, RagApp] = {}
         self._apps_lock = threading.Lock()
@@ -90,7 +97,7 @@ class ServerState:
             self.models.embeddings()
             self.models.llm()
             app = self.app()
-            with self.queue.turn():
+            with self.queue.turn(exclusive=True):
                 app.collection.refresh_search_index()
             log.info("models loaded: %s", app.llm_label)
         except Exception as exc:  # noqa: BLE001 - the first request will report it properly
