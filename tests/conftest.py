@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -132,22 +133,29 @@ def wait_until_serving(url: str, timeout: float = 60) -> None:
             time.sleep(0.2)
 
 
+@contextmanager
+def server_process(
+    command: list[str], health_url: str, env: dict[str, str] | None = None
+) -> Iterator[None]:
+    """A real server in a child process, up once ``health_url`` answers; stopped after."""
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        wait_until_serving(health_url)
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 @pytest.fixture(scope="session")
 def llama_cpp_python_server() -> Iterator[str]:
     port = free_port()
     from ragapp.bundled import llm_gguf
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(llm_gguf()),
-         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        wait_until_serving(f"http://127.0.0.1:{port}/v1/models")
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(llm_gguf()),
+               "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096"]  # fmt: skip
+    with server_process(command, f"http://127.0.0.1:{port}/v1/models"):
         yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="session")
@@ -185,14 +193,7 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     path = tmp_path_factory.mktemp("chroma-server")
     chroma = Path(sys.executable).with_name("chroma")
-    proc = subprocess.Popen(
-        [str(chroma), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
-    )  # fmt: skip
-    try:
-        wait_until_serving(f"http://127.0.0.1:{port}/api/v2/heartbeat")
+    command = [str(chroma), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)]
+    env = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
+    with server_process(command, f"http://127.0.0.1:{port}/api/v2/heartbeat", env):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
