@@ -95,7 +95,7 @@ class Models:
 
     def collection(self, settings: Settings) -> Collection:
         """The collection ``settings`` names, on these models."""
-        return Collection(settings, self.store(settings.collection), embeddings=self.embeddings)
+        return Collection(settings, self.store(settings.collection))
 
     def collection_names(self) -> list[str]:
         """Every collection the store holds."""

@@ -18,12 +18,10 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any, BinaryIO
-
-from langchain_core.embeddings import Embeddings
 
 from ragapp.errors import EmptyCollectionError
 from ragapp.ledger import FileEntry, Ledger, is_under
@@ -37,17 +35,9 @@ from ragapp.types import Chunk, Source
 class Collection:
     """One collection's chunks, file records, derived search index and uploads."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        store: ChunkStore,
-        ledger: Ledger | None = None,
-        embeddings: Callable[[], Embeddings] | None = None,
-    ) -> None:
+    def __init__(self, settings: Settings, store: ChunkStore) -> None:
         self.settings = settings
         self.store = store
-        self._ledger = ledger
-        self._embeddings = embeddings or (lambda: store.embeddings)
         self._index: KeywordIndex | None = None
         self._index_generation: str | None = None
         self._index_lock = threading.Lock()
@@ -55,7 +45,7 @@ class Collection:
     @cached_property
     def ledger(self) -> Ledger:
         """The file records (SQLite in the data dir), opened on first use."""
-        return self._ledger or Ledger(self.settings.data_dir / "ledger.sqlite", self.name)
+        return Ledger(self.settings.data_dir / "ledger.sqlite", self.name)
 
     @property
     def name(self) -> str:
@@ -183,7 +173,7 @@ class Collection:
                 self._index = KeywordIndex(
                     self.search_dir,
                     self.store,
-                    embeddings=self._embeddings,
+                    embeddings=lambda: self.store.embeddings,
                     window_chars=self.settings.window_chars,
                 )
             if generation != self._index_generation:

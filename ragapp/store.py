@@ -138,8 +138,9 @@ class ChunkStore:
         raise NotImplementedError
 
     # --- reading ------------------------------------------------------------------------------
-    def ids(self) -> list[str]:
-        return [str(doc.id) for doc, _ in self.get()] if self.exists() else []
+    def ids(self, where: Where | None = None) -> list[str]:
+        """The ids of the chunks passing ``where`` (all of them without), and nothing else."""
+        return [str(doc.id) for doc, _ in self.get(where=where)] if self.exists() else []
 
     def file_chunks(self, source: str) -> tuple[list[Chunk], list[list[float]]]:
         """A file's chunks and their vectors, in file order (to copy them to a new path)."""
@@ -166,7 +167,7 @@ class ChunkStore:
                 [c.text for c in part],
                 [c.metadata() for c in part],
             )
-        old = {str(doc.id) for doc, _ in self.get(where={"source": source})}
+        old = set(self.ids({"source": source}))
         self.delete_ids(sorted(old - set(ids)))
         self._new_generation()
 
@@ -176,7 +177,7 @@ class ChunkStore:
             self._delete(ids[i : i + _WRITE_BATCH])
 
     def remove_file(self, source: str) -> int:
-        ids = [str(doc.id) for doc, _ in self.get(where={"source": source})]
+        ids = self.ids({"source": source})
         self.delete_ids(ids)
         if ids:
             self._new_generation()
@@ -265,10 +266,13 @@ class ChromaStore(ChunkStore):
         return int(self.collection.count()) if self.exists() else 0
 
     def generation(self) -> str:
-        """Read afresh from the server (another process may have written since)."""
-        if not self.exists():
+        """Read afresh, in one request (another process may have written since)."""
+        from chromadb.errors import NotFoundError
+
+        try:
+            meta = self.client.get_collection(self.name).metadata or {}
+        except NotFoundError:
             return ""
-        meta = self.client.get_collection(self.name).metadata or {}
         return str(meta.get("generation", ""))
 
     def _new_generation(self) -> None:
@@ -291,8 +295,10 @@ class ChromaStore(ChunkStore):
             )
         ]
 
-    def ids(self) -> list[str]:
-        return list(self.collection.get(include=[])["ids"]) if self.exists() else []
+    def ids(self, where: Where | None = None) -> list[str]:
+        if not self.exists():
+            return []
+        return list(self.collection.get(where=where, include=[])["ids"])
 
     def query(
         self, vector: Sequence[float], n: int, where: Where | None = None, vectors: bool = False

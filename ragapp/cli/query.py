@@ -43,11 +43,6 @@ TypeFilterOpt = Annotated[
 ]
 
 
-def _search_filter(app: RagApp, paths: list[str] | None, types: list[str] | None) -> dict | None:
-    """The metadata filter for --path / --type; a clear error when no ingested file matches."""
-    return app.collection.search_filter(paths, types)
-
-
 # --- retrieve ----------------------------------------------------------------------------------------
 
 
@@ -76,7 +71,7 @@ def retrieve(
     if (question is None) == (batch is None):
         raise typer.BadParameter("give either a QUESTION or --batch FILE")
     app = _app(ctx)
-    where = _search_filter(app, path, file_type)
+    where = app.collection.search_filter(path, file_type)
     if batch is not None:
         _retrieve_batch(app, batch, k, where)
         return
@@ -148,7 +143,7 @@ def ask(
     Example:  ragapp ask "Who chairs the board?"
     """
     app = _app(ctx, llm_backend=llm, llm_model=model)
-    where = _search_filter(app, path, file_type)
+    where = app.collection.search_filter(path, file_type)
     if json_out:
         _print_json(app.ask(question, k, where=where).to_json())
         return
@@ -183,7 +178,7 @@ def chat(
     from ragapp.query.chain import history_messages
 
     app = _app(ctx, llm_backend=llm, llm_model=model)
-    where = _search_filter(app, path, file_type)
+    where = app.collection.search_filter(path, file_type)
     app.collection.require_chunks()  # fail now on an empty collection, not after a question
     err.print(f"[dim]{app.llm_label} · collection {app.settings.collection!r} · /exit to quit[/]")
     history: list[tuple[str, str]] = []

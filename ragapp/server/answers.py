@@ -45,13 +45,6 @@ def as_list(value: str | list[str] | None) -> list[str] | None:
     return [v for v in values if v.strip()] or None
 
 
-def search_filter(
-    app: RagApp, paths: list[str] | None, types: list[str] | None
-) -> dict[str, Any] | None:
-    """The store filter for path globs and file types (as `ragapp ask --path --type`)."""
-    return app.collection.search_filter(paths, types, option="path")
-
-
 def chat_history(messages: Sequence[tuple[str, str]], turns: int) -> list[BaseMessage]:
     """(role, content) pairs before the question, as LangChain messages: the last ``turns``
     user/assistant exchanges; system messages are left out."""

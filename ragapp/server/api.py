@@ -28,7 +28,6 @@ from ragapp.server.answers import (
     as_list,
     chat_history,
     done_json,
-    search_filter,
 )
 from ragapp.server.schemas import (
     AnswerOut,
@@ -108,7 +107,8 @@ async def _answer_response(
 
 
 def _where(app: RagApp, path: Any, file_type: Any) -> dict[str, Any] | None:
-    return search_filter(app, as_list(path), as_list(file_type))  # NoMatchingFileError: 404
+    # NoMatchingFileError (404) when path globs match no file
+    return app.collection.search_filter(as_list(path), as_list(file_type), option="path")
 
 
 @router.post("/ask", response_model=AnswerOut, responses=SSE_RESPONSE)
