@@ -34,6 +34,7 @@ from ragapp.collection import Collection
 from ragapp.ledger import FileEntry, is_under
 from ragapp.types import Chunk
 
+log = logging.getLogger("ragapp.ingest")
 # Embed once this many chunks are waiting: a few full embedding batches across small files,
 # yet often enough that progress (files count when they are in the store) moves steadily.
 _FLUSH_CHUNKS = 64
@@ -240,17 +241,28 @@ class _Sync:
         write file by file, each followed by its ledger row."""
         if not self.pending:
             return
-        texts = [embedding_text(c) for _, chunks in self.pending for c in chunks]
-        vectors = self.collection.store.embeddings.embed_documents(texts)
+        every = [c for _, chunks in self.pending for c in chunks]
+        vectors, windows = self.collection.embed(every, [embedding_text(c) for c in every])
         at = 0
         for job, chunks in self.pending:
-            self.write(job, chunks, vectors[at : at + len(chunks)])
-            at += len(chunks)
+            end = at + len(chunks)
+            self.write(job, chunks, vectors[at:end], windows[at:end], self.settings.window_chars)
+            at = end
         self.pending.clear()
         _release_free_memory()
 
-    def write(self, job: _Job, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]) -> None:
-        self.collection.write_file(job.source, chunks, vectors, job.size, job.mtime_ns, job.sha256)
+    def write(
+        self,
+        job: _Job,
+        chunks: Sequence[Chunk],
+        vectors: Sequence[Sequence[float]],
+        windows: Sequence[Sequence[Sequence[float]]],
+        window_chars: int,
+    ) -> None:
+        self.collection.write_file(
+            job.source, chunks, vectors, job.size, job.mtime_ns, job.sha256,
+            windows, window_chars,
+        )  # fmt: skip
         self.report.count(job.status)
         self.report.chunks += len(chunks)
         self.done(job.source, job.status, len(chunks))
@@ -258,11 +270,11 @@ class _Sync:
     def reuse(self, job: _Job) -> bool:
         """Copy the chunks and vectors of identical content held under another path."""
         assert job.reuse_from is not None
-        chunks, vectors = self.collection.copy_of(job.reuse_from)
-        if not chunks:
+        copy = self.collection.copy_of(job.reuse_from)
+        if not copy.chunks:
             return False
-        moved = rekey(chunks, source=job.source, file_type=file_type(job.path))
-        self.write(job, moved, vectors)
+        moved = rekey(copy.chunks, source=job.source, file_type=file_type(job.path))
+        self.write(job, moved, copy.vectors, copy.windows, copy.window_chars)
         self.report.reused += 1
         return True
 
@@ -315,7 +327,25 @@ def ingest_paths(
     keep_deleted: bool = False,
     dry_run: bool = False,
 ) -> IngestReport:
-    """Sync the collection with ``paths`` (files and folders)."""
+    """Sync the collection with ``paths`` (files and folders), holding the collection's
+    write lock: a second sync of overlapping folders waits, then finds them done."""
+    if dry_run:
+        return _ingest(paths, collection, progress, keep_deleted, dry_run)
+    with collection.write_lock(lambda: _waiting(collection)):
+        return _ingest(paths, collection, progress, keep_deleted, dry_run)
+
+
+def _waiting(collection: Collection) -> None:
+    log.warning("waiting for another process writing to collection %r", collection.name)
+
+
+def _ingest(
+    paths: Iterable[Path],
+    collection: Collection,
+    progress: IngestProgress | None,
+    keep_deleted: bool,
+    dry_run: bool,
+) -> IngestReport:
     started = time.perf_counter()
     settings = collection.settings
     paths = [Path(p).expanduser() for p in paths]

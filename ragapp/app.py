@@ -28,6 +28,7 @@ from ragapp.store import (
     ChunkStore,
     MemoryStore,
     is_memory_url,
+    is_side_name,
     make_client,
     memory_space,
 )
@@ -101,7 +102,8 @@ class Models:
         """Every collection the store holds."""
         if self.memory is not None:
             return sorted(self.memory)
-        return sorted(c if isinstance(c, str) else c.name for c in self.client().list_collections())
+        names = (c if isinstance(c, str) else c.name for c in self.client().list_collections())
+        return sorted(n for n in names if not is_side_name(n))
 
 
 class RagApp:
@@ -139,6 +141,7 @@ class RagApp:
             "embedding_model": status["embedding_model"],
             "llm": self.llm_label,
             "store": status["store"],
+            "missing": status["missing"],
         }
 
     def retrieve(

@@ -1,24 +1,35 @@
 """A collection: the one owner of everything a collection is.
 
     chunks + vectors   the store (Chroma, or memory in unit tests)
-    file records       the ledger: which files it holds, as of their last complete write
-    derived search     BM25 and window vectors (query/keyword.py), rebuilt when stale
+    window vectors     in the store too, written with each file's chunks (ragapp.windows)
+    file records       the ledger, in the store: which files it holds, as of their last
+                       complete write, each with a generation
+    BM25               a per-host cache (query/keyword.py), brought up to date file by file
     uploads            DATA_DIR/uploads/NAME: files given to the server
+    write lock         DATA_DIR/locks/NAME.lock: one writer at a time on this host
 
 Every front end (CLI, server, eval) and the ingest pipeline change a collection only
 through this object, so the pieces stay in step: chunks are written before their file
 record and removed before it, and every write gives the store a new ``generation``. A
 process compares the generation it derived its search index from with the store's (one
 cheap read) to know whether the index is stale, whoever wrote in between.
+
+Everything but BM25 and the uploads is in the store, so hosts sharing a Chroma server
+share the collection; the data dir holds caches that are rebuilt from it.
 """
 
 from __future__ import annotations
 
+import fcntl
+import logging
 import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -30,6 +41,33 @@ from ragapp.query.retriever import ScoredRetriever, file_filter, to_source
 from ragapp.settings import Settings
 from ragapp.store import ChunkStore
 from ragapp.types import Chunk, Source
+from ragapp.windows import Vector, embed_with_windows
+
+log = logging.getLogger(__name__)
+BACKFILL_HINT = "run `ragapp backfill`"
+Progress = Callable[[str, int, int], None]  # (what, done, total)
+
+
+def describe_missing(missing: dict[str, Any]) -> str:
+    """One line on what lacks derived search data, and the command that makes it."""
+    parts = []
+    if n := missing["unrecorded_chunks"]:
+        parts.append(f"{n} chunks have no file record (not in keyword search)")
+    if n := missing["files_without_windows"]:
+        parts.append(
+            f"{n} files ({missing['chunks_without_windows']} chunks) have no window vectors"
+        )
+    return "; ".join(parts) + f": {missing['fix']}"
+
+
+@dataclass(frozen=True)
+class Copy:
+    """What the store holds for a file, to reuse for identical content under another path."""
+
+    chunks: list[Chunk]
+    vectors: list[Vector]
+    windows: list[list[Vector]]
+    window_chars: int
 
 
 class Collection:
@@ -41,11 +79,17 @@ class Collection:
         self._index: KeywordIndex | None = None
         self._index_generation: str | None = None
         self._index_lock = threading.Lock()
+        self._thread_write_lock = threading.RLock()  # threads of this process queue here
+        self._write_depth = 0
 
     @cached_property
     def ledger(self) -> Ledger:
-        """The file records (SQLite in the data dir), opened on first use."""
-        return Ledger(self.settings.data_dir / "ledger.sqlite", self.name)
+        """The file records (in the store); those of an earlier ragapp, kept in the data
+        dir, are moved in on first use."""
+        ledger = Ledger(self.store)
+        if moved := ledger.import_legacy(self.settings.data_dir / "ledger.sqlite"):
+            log.warning("moved %d file records of %r into the store", moved, self.name)
+        return ledger
 
     @property
     def name(self) -> str:
@@ -56,8 +100,9 @@ class Collection:
         return self.settings.data_dir / "uploads" / self.name
 
     @property
-    def search_dir(self) -> Path:
-        return self.settings.data_dir / "keyword" / self.name
+    def search_path(self) -> Path:
+        """This host's BM25 cache."""
+        return self.settings.data_dir / "search" / f"{self.name}.sqlite"
 
     # --- reading ------------------------------------------------------------------------------
     def generation(self) -> str:
@@ -80,12 +125,34 @@ class Collection:
         return self.store.file_chunks(source)[0]
 
     def status(self) -> dict[str, Any]:
+        files = self.files()
+        chunks = self.count()
         return {
-            "documents": len(self.files()),
-            "chunks": self.count(),
+            "documents": len(files),
+            "chunks": chunks,
             "embedding_model": self.store.spec.name,
             "store": self.settings.chroma_url or str(self.settings.store_path),
+            "missing": self.missing(files, chunks),
         }
+
+    def missing(
+        self, files: dict[str, FileEntry] | None = None, chunks: int | None = None
+    ) -> dict[str, Any]:
+        """What lacks derived search data, from the records alone: chunks no file record
+        counts (written by another tool, or a crash before the record: not in BM25), and
+        files without window vectors at this window size. ``ragapp backfill`` makes both."""
+        files = self.files() if files is None else files
+        chunks = self.count() if chunks is None else chunks
+        size = self.settings.window_chars
+        no_windows = [e for e in files.values() if size and e.windows != size]
+        missing: dict[str, Any] = {
+            "unrecorded_chunks": max(0, chunks - sum(e.chunks for e in files.values())),
+            "files_without_windows": len(no_windows),
+            "chunks_without_windows": sum(e.chunks for e in no_windows),
+        }
+        if missing["unrecorded_chunks"] or missing["files_without_windows"]:
+            missing["fix"] = BACKFILL_HINT
+        return missing
 
     def is_upload(self, path: str) -> bool:
         return is_under(path, self.uploads_dir.resolve())
@@ -99,28 +166,44 @@ class Collection:
         size: int,
         mtime_ns: int,
         sha256: str,
+        windows: Sequence[Sequence[Sequence[float]]] | None = None,
+        window_chars: int = 0,
     ) -> None:
-        """Store a file's chunks, then its record (a crash between leaves the file
-        unrecorded, so the next sync redoes it)."""
-        self.store.write_file(source, chunks, vectors)
-        self.ledger.record(source, size, mtime_ns, sha256, len(chunks))
+        """Store a file's chunks and window vectors (cut at ``window_chars``), then its
+        record (a crash between leaves the file unrecorded, so the next sync redoes it)."""
+        self.store.write_file(source, chunks, vectors, windows)
+        self.ledger.record(source, size, mtime_ns, sha256, len(chunks), window_chars)
+
+    def embed(
+        self, chunks: Sequence[Chunk], texts: Sequence[str]
+    ) -> tuple[list[Vector], list[list[Vector]]]:
+        """The vectors of chunks (embedding ``texts``) and of their windows at this
+        collection's window size, in one embedder call."""
+        return embed_with_windows(self.store.embeddings, texts, chunks, self.settings.window_chars)
 
     def touch_file(self, source: str, size: int, mtime_ns: int) -> None:
         """Same content, new stat (the file was touched): remember the new stat."""
         self.ledger.touch(source, size, mtime_ns)
 
-    def copy_of(self, source: str) -> tuple[list[Chunk], list[list[float]]]:
-        """A file's chunks and vectors, to reuse for identical content under another path."""
-        return self.store.file_chunks(source)
+    def copy_of(self, source: str) -> Copy:
+        """A file's chunks, vectors and window vectors, to reuse for identical content
+        under another path."""
+        chunks, vectors = self.store.file_chunks(source)
+        windows = self.store.file_windows(source)
+        entry = self.ledger.get(source)
+        return Copy(
+            chunks, vectors, [windows.get(c.id, []) for c in chunks], entry.windows if entry else 0
+        )
 
     def remove_files(self, sources: Iterable[str]) -> int:
         """Take files out: their chunks first, then their records (a crash in between leaves
         a record whose chunks are gone, which the next sync repairs, never chunks nobody
         knows about). Returns the number of chunks removed."""
         chunks = 0
-        for source in sources:
-            chunks += self.store.remove_file(source)
-            self.ledger.forget(source)
+        with self.write_lock():
+            for source in sources:
+                chunks += self.store.remove_file(source)
+                self.ledger.forget(source)
         return chunks
 
     def files_under(self, roots: Iterable[Path]) -> list[str]:
@@ -129,14 +212,46 @@ class Collection:
         return [s for s in self.files() if any(is_under(s, t) for t in targets)]
 
     def reset(self) -> bool:
-        """Delete the chunks, the records and the derived index (uploads and the user's
-        files are not touched). Returns whether the store had the collection."""
+        """Delete the chunks, the records (all in the store) and this host's BM25 cache
+        (uploads and the user's files are not touched). Returns whether the store had the
+        collection."""
         dropped = self.store.drop()
-        self.ledger.clear()
         with self._index_lock:
-            shutil.rmtree(self.search_dir, ignore_errors=True)
+            for cache in (self.search_path, *self.search_path.parent.glob(f"{self.name}.sqlite-*")):
+                cache.unlink(missing_ok=True)
+            shutil.rmtree(self.settings.data_dir / "keyword" / self.name, ignore_errors=True)
             self._index, self._index_generation = None, None
         return dropped
+
+    @contextmanager
+    def write_lock(self, waiting: Callable[[], None] | None = None) -> Iterator[None]:
+        """One writer at a time for this collection on this host (an ingest, the server's
+        upload or delete jobs): a lock file in the data dir, held until the block ends and
+        released by the OS if the process dies. ``waiting`` is called once if another
+        process holds it."""
+        with self._thread_write_lock:  # re-entrant: a sync removes files under its own lock
+            if self._write_depth:
+                self._write_depth += 1
+                try:
+                    yield
+                finally:
+                    self._write_depth -= 1
+                return
+            path = self.settings.data_dir / "locks" / f"{self.name}.lock"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a") as fh:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    if waiting is not None:
+                        waiting()
+                    fcntl.flock(fh, fcntl.LOCK_EX)
+                self._write_depth = 1
+                try:
+                    yield
+                finally:
+                    self._write_depth = 0
+                    fcntl.flock(fh, fcntl.LOCK_UN)
 
     def save_upload(self, name: str, data: BinaryIO) -> Path:
         """Write an upload into the uploads folder under ``name`` (already sanitised),
@@ -161,23 +276,23 @@ class Collection:
 
     # --- searching ----------------------------------------------------------------------------
     def search_index(self) -> KeywordIndex | None:
-        """The derived side of hybrid search (BM25, and window vectors unless window_chars
-        is 0), brought up to date when the store's generation moved since it was loaded:
-        rebuilt if its chunks differ, windows embedded only for new chunks. None unless
-        search is hybrid."""
+        """The BM25 side of hybrid search, brought up to date when the store's generation
+        moved since it was last refreshed (by this process or another on this host): only
+        files whose record generation changed are re-indexed. None unless search is hybrid."""
         if self.settings.search != "hybrid":
             return None
         with self._index_lock:
             generation = self.generation()
             if self._index is None:
-                self._index = KeywordIndex(
-                    self.search_dir,
-                    self.store,
-                    embeddings=lambda: self.store.embeddings,
-                    window_chars=self.settings.window_chars,
-                )
+                self._index = KeywordIndex(self.search_path, self.store)
+                self._index_generation = self._index.generation()
             if generation != self._index_generation:
-                self._index.refresh()
+                started = time.perf_counter()
+                changed = self._index.refresh(self.files(), generation)
+                if changed > 100:
+                    log.info(
+                        "BM25: %d files indexed in %.1f s", changed, time.perf_counter() - started
+                    )
                 self._index_generation = generation
             return self._index
 
@@ -185,6 +300,48 @@ class Collection:
         """Bring the search index up to date now (after a write), not at the next question."""
         if self.settings.search == "hybrid" and self.count():
             self.search_index()
+
+    def backfill(self, progress: Progress | None = None) -> dict[str, int]:
+        """Make the derived data that ``missing`` reports: a record for every file whose
+        chunks have none (one pass over the chunks' metadata), then window vectors for
+        every file without them at this window size (embedding those files' windows only).
+        Chunks are not re-embedded and no file is parsed. Returns what was made."""
+        done = {"recorded_files": 0, "windowed_files": 0, "windows": 0}
+        with self.write_lock():
+            files = self.files()
+            if self.count() > sum(e.chunks for e in files.values()):
+                done["recorded_files"] = self._record_unrecorded(files, progress)
+                files = self.files()
+            size = self.settings.window_chars
+            todo = [e for e in files.values() if size and e.windows != size]
+            for n, entry in enumerate(todo, start=1):
+                chunks, vectors = self.store.file_chunks(entry.path)
+                _, windows = self.embed(chunks, [])  # the chunks keep their vectors
+                self.store.write_file(entry.path, chunks, vectors, windows)
+                self.ledger.set_windows(entry.path, size)
+                done["windowed_files"] += 1
+                done["windows"] += sum(len(w) for w in windows)
+                if progress is not None:
+                    progress("windows", n, len(todo))
+        return done
+
+    def _record_unrecorded(self, files: dict[str, FileEntry], progress: Progress | None) -> int:
+        counts: dict[str, int] = {}
+        hashes: dict[str, str] = {}
+        total, seen = self.count(), 0
+        for page in self.store.walk():
+            for _, meta in page:
+                source = str(meta.get("source", ""))
+                counts[source] = counts.get(source, 0) + 1
+                hashes.setdefault(source, str(meta.get("file_hash", "")))
+            seen += len(page)
+            if progress is not None:
+                progress("records", seen, total)
+        new = [s for s in counts if s and s not in files]
+        for source in new:
+            # no stat: the next sync of its folder hashes the file and only touches the record
+            self.ledger.record(source, 0, 0, hashes[source], counts[source])
+        return len(new)
 
     def search_filter(
         self,
@@ -214,6 +371,7 @@ class Collection:
             filter=where,
             mmr_lambda=s.mmr_lambda if s.search == "mmr" else None,
             keyword=self.search_index(),
+            windows=s.window_chars > 0,
         )
 
     def retrieve(

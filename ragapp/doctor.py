@@ -260,18 +260,24 @@ def _embedding(settings: Settings, d: Diagnosis) -> None:
 
 def _store(settings: Settings, d: Diagnosis) -> None:
     from ragapp.app import RagApp
+    from ragapp.collection import describe_missing
     from ragapp.errors import RagappError
 
-    store = RagApp(settings).collection.store
+    collection = RagApp(settings).collection
     where = settings.chroma_url or str(settings.store_path)
     try:
-        chunks = store.count() if store.exists() else 0
+        chunks = collection.count()
+        missing = collection.missing(chunks=chunks) if chunks else {}
     except RagappError as exc:
         d.add("store", "error", str(exc))
         return
-    d.facts["store"] = {"location": where, "collection": settings.collection, "chunks": chunks}
+    d.facts["store"] = {
+        "location": where, "collection": settings.collection, "chunks": chunks, "missing": missing,
+    }  # fmt: skip
     if chunks:
         d.add("store", "ok", f"{where}, collection {settings.collection!r}: {chunks} chunks")
+        if "fix" in missing:
+            d.add("search data", "warn", describe_missing(missing))
     else:
         d.add(
             "store",

@@ -1,10 +1,13 @@
 """The file records (the sync ledger): which files each collection holds, as of their last
 complete write. Owned by ragapp.collection.Collection; nothing else writes them.
 
-A row is written only after the file's chunks are all in the store, and removed only
-after they are gone from it, so after a crash the ledger never claims more than the store
-holds; the next ingest redoes whatever was in flight (chunk ids are deterministic, so a
-redo upserts the same ids and never duplicates).
+They live in the store, in the collection's ``files`` side table (ragapp.store), so every
+host pointed at one Chroma server sees the same files. A record is written only after the
+file's chunks are all in the store, and removed only after they are gone from it, so after
+a crash the ledger never claims more than the store holds; the next ingest redoes whatever
+was in flight (chunk ids are deterministic, so a redo upserts the same ids and never
+duplicates). Each write gives the record a new ``generation``: a host's BM25 cache compares
+them to re-index only the files that changed.
 
 Why not LangChain's indexing API (``index()`` + ``SQLRecordManager``)? It keys records by a
 hash of each parsed document, so it must re-parse every file on every run to learn that
@@ -18,24 +21,13 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
-from dataclasses import dataclass
+import uuid
+from contextlib import closing
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS files (
-    collection  TEXT NOT NULL,
-    path        TEXT NOT NULL,
-    size        INTEGER NOT NULL,
-    mtime_ns    INTEGER NOT NULL,
-    sha256      TEXT NOT NULL,
-    chunks      INTEGER NOT NULL,
-    ingested_at REAL NOT NULL,
-    PRIMARY KEY (collection, path)
-);
-CREATE INDEX IF NOT EXISTS files_by_hash ON files (collection, sha256);
-"""
+from ragapp.store import ChunkStore
 
 
 @dataclass(frozen=True)
@@ -46,56 +38,80 @@ class FileEntry:
     sha256: str
     chunks: int
     ingested_at: float
+    generation: str = ""  # new on every write of the file's chunks
+    windows: int = 0  # the window size its window vectors were cut at; 0: it has none
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> FileEntry:
+        return cls(
+            path=str(meta["path"]),
+            size=int(meta.get("size", 0)),
+            mtime_ns=int(meta.get("mtime_ns", 0)),
+            sha256=str(meta.get("sha256", "")),
+            chunks=int(meta.get("chunks", 0)),
+            ingested_at=float(meta.get("ingested_at", 0.0)),
+            generation=str(meta.get("generation", "")),
+            windows=int(meta.get("windows", 0)),
+        )
 
 
 class Ledger:
-    """SQLite file in the data dir; one set of rows per collection."""
+    """A collection's file records, in its store."""
 
-    def __init__(self, db_path: Path, collection: str) -> None:
-        self.db_path = db_path
-        self.collection = collection
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as conn:
-            conn.executescript(_SCHEMA)
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        with closing(sqlite3.connect(self.db_path, timeout=30)) as conn, conn:
-            yield conn
+    def __init__(self, store: ChunkStore) -> None:
+        self.store = store
 
     def entries(self) -> dict[str, FileEntry]:
-        with self._connect() as conn:
-            rows = conn.execute(
-                "SELECT path, size, mtime_ns, sha256, chunks, ingested_at FROM files "
-                "WHERE collection = ? ORDER BY path",
-                (self.collection,),
-            ).fetchall()
-        return {r[0]: FileEntry(*r) for r in rows}
+        found = (FileEntry.from_meta(m) for m in self.store.records())
+        return {e.path: e for e in sorted(found, key=lambda e: e.path)}
 
-    def record(self, path: str, size: int, mtime_ns: int, sha256: str, chunks: int) -> None:
-        with self._connect() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (self.collection, path, size, mtime_ns, sha256, chunks, time.time()),
-            )
+    def get(self, path: str) -> FileEntry | None:
+        found = self.store.records([path])
+        return FileEntry.from_meta(found[0]) if found else None
+
+    def record(
+        self, path: str, size: int, mtime_ns: int, sha256: str, chunks: int, windows: int = 0
+    ) -> None:
+        entry = FileEntry(
+            path, size, mtime_ns, sha256, chunks, time.time(), uuid.uuid4().hex, windows
+        )
+        self.store.put_records([asdict(entry)])
 
     def touch(self, path: str, size: int, mtime_ns: int) -> None:
-        """Same content, new stat (e.g. the file was touched): remember the new mtime."""
-        with self._connect() as conn:
-            conn.execute(
-                "UPDATE files SET size = ?, mtime_ns = ? WHERE collection = ? AND path = ?",
-                (size, mtime_ns, self.collection, path),
-            )
+        """Same content, new stat (e.g. the file was touched): remember the new mtime (the
+        generation stays: the chunks did not change)."""
+        if (entry := self.get(path)) is not None:
+            self.store.put_records([{**asdict(entry), "size": size, "mtime_ns": mtime_ns}])
+
+    def set_windows(self, path: str, windows: int) -> None:
+        if (entry := self.get(path)) is not None:
+            self.store.put_records([{**asdict(entry), "windows": windows}])
 
     def forget(self, path: str) -> None:
-        with self._connect() as conn:
-            conn.execute(
-                "DELETE FROM files WHERE collection = ? AND path = ?", (self.collection, path)
-            )
+        self.store.delete_records([path])
 
-    def clear(self) -> None:
-        with self._connect() as conn:
-            conn.execute("DELETE FROM files WHERE collection = ?", (self.collection,))
+    def import_legacy(self, db_path: Path) -> int:
+        """Records of an earlier ragapp (ledger.sqlite in the data dir), moved into the store once,
+        when the store holds chunks but no records. Returns how many were moved."""
+        if not db_path.is_file() or not self.store.exists() or self.store.records():
+            return 0
+        try:
+            with closing(sqlite3.connect(db_path)) as conn:
+                rows = conn.execute(
+                    "SELECT path, size, mtime_ns, sha256, chunks, ingested_at FROM files "
+                    "WHERE collection = ?",
+                    (self.store.name,),
+                ).fetchall()
+        except sqlite3.Error:
+            return 0
+        if rows:
+            self.store.put_records(
+                [
+                    asdict(FileEntry(path, size, mtime, sha, chunks, at, uuid.uuid4().hex))
+                    for path, size, mtime, sha, chunks, at in rows
+                ]
+            )
+        return len(rows)
 
 
 def is_under(source: str, root: Path) -> bool:

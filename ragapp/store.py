@@ -11,7 +11,15 @@ with another one. Writes are per file and idempotent: a file's new chunks are up
 (deterministic ids) before its stale ones are removed, so redoing an interrupted write
 converges on the same contents. Every write also gives the collection a new
 ``generation``, so any process can tell cheaply whether data it derived is stale.
-Which files are complete is the file records' business (ragapp.ledger).
+
+Beside the chunks, each store keeps two side tables (sibling Chroma collections named
+``NAME__files`` and ``NAME__windows``), so everything the query side needs is in the store
+and a host with an empty data dir pointed at the same server answers exactly as the one
+that ingested:
+
+- ``files``: one record per file (ragapp.ledger reads and writes them);
+- ``windows``: each long chunk's window vectors (id ``CHUNK_ID:wN``; the chunk's metadata
+  says how many it has), read for the few dense candidates of a question.
 """
 
 from __future__ import annotations
@@ -34,9 +42,28 @@ from ragapp.types import Chunk, EmbeddingSpec
 # 2: HTML chunks follow section boundaries; the section title is embedded with each chunk.
 CHUNKER_VERSION = "2"
 _WRITE_BATCH = 1000
+_PAGE = 5000  # rows read per request when walking a whole table
+SIDE_TABLES = ("files", "windows")
+_WINDOW = ":w"  # window ids: f"{chunk_id}:w{n}"
+
+
+def side_name(name: str, table: str) -> str:
+    """The Chroma collection holding a collection's side table."""
+    return f"{name}__{table}"
+
+
+def is_side_name(name: str) -> bool:
+    return any(name.endswith(f"__{t}") for t in SIDE_TABLES)
+
+
+def window_ids(doc: Document) -> list[str]:
+    """The ids of a chunk's window vectors (none for a chunk written without them)."""
+    return [f"{doc.id}{_WINDOW}{n}" for n in range(int(doc.metadata.get("windows") or 0))]
+
 
 Where = dict[str, Any]  # a Chroma-style metadata filter: {"source": {"$in": [...]}}, "$and"
 Hit = tuple[Document, float]  # a chunk as a LangChain Document (id set), and its relevance
+Row = tuple[str, dict[str, Any], list[float] | None]  # a side-table row: id, metadata, vector
 
 
 def chunk_from(id_: str, text: str | None, meta: dict[str, Any] | None) -> Chunk:
@@ -56,9 +83,9 @@ def chunk_from(id_: str, text: str | None, meta: dict[str, Any] | None) -> Chunk
 class ChunkStore:
     """One collection of chunks, with the embedding model that built it pinned.
 
-    Subclasses provide the primitives (``_open``, ``_upsert``, ``_delete``, ``get``,
-    ``query``, ``count``, ``exists``, ``drop``, ``generation``); the per-file operations
-    are built on them here, so every store writes the same way."""
+    Subclasses provide the primitives (``_upsert``, ``_delete``, ``get``, ``query``,
+    ``count``, ``exists``, ``drop``, ``generation``, and ``_side_*`` for the side tables);
+    the per-file operations are built on them here, so every store writes the same way."""
 
     def __init__(
         self, name: str, spec: EmbeddingSpec, dim: int, embeddings: Callable[[], Embeddings]
@@ -137,6 +164,30 @@ class ChunkStore:
     def _new_generation(self) -> None:
         raise NotImplementedError
 
+    def _side_upsert(
+        self, table: str, ids: list[str], vectors: list[list[float]], metas: list[dict[str, Any]]
+    ) -> None:
+        raise NotImplementedError
+
+    def _side_get(
+        self,
+        table: str,
+        ids: Sequence[str] | None = None,
+        where: Where | None = None,
+        vectors: bool = False,
+    ) -> list[Row]:
+        raise NotImplementedError
+
+    def _side_delete(self, table: str, ids: list[str]) -> None:
+        raise NotImplementedError
+
+    def walk(self, page: int = _PAGE) -> Iterable[list[tuple[str, dict[str, Any]]]]:
+        """Every chunk's id and metadata (no text, no vector), a page at a time: only for
+        explicit whole-collection work (``ragapp backfill``), never on a question's path."""
+        rows = [(str(doc.id), doc.metadata) for doc, _ in self.get()] if self.exists() else []
+        for start in range(0, len(rows), page):
+            yield rows[start : start + page]
+
     # --- reading ------------------------------------------------------------------------------
     def ids(self, where: Where | None = None) -> list[str]:
         """The ids of the chunks passing ``where`` (all of them without), and nothing else."""
@@ -152,36 +203,117 @@ class ChunkStore:
         return chunks, [list(map(float, vec or [])) for _, vec in rows]
 
     # --- writing ------------------------------------------------------------------------------
+    def file_windows(self, source: str) -> dict[str, list[list[float]]]:
+        """A file's window vectors, by chunk id, in window order."""
+        rows = self._side_get("windows", where={"source": source}, vectors=True)
+        by_chunk: dict[str, list[tuple[int, list[float]]]] = {}
+        for id_, meta, vector in rows:
+            chunk_id, n = id_.rsplit(_WINDOW, 1)
+            by_chunk.setdefault(str(meta.get("chunk", chunk_id)), []).append((int(n), vector or []))
+        return {c: [v for _, v in sorted(ws)] for c, ws in by_chunk.items()}
+
+    def best_windows(self, docs: Sequence[Document], query: Sequence[float]) -> dict[str, float]:
+        """Each chunk's best window cosine for a query vector (one read for all of them);
+        chunks without windows (short ones, or written without) are left out."""
+        ids = [w for doc in docs for w in window_ids(doc)]
+        if not ids:
+            return {}
+        rows = self._side_get("windows", ids=ids, vectors=True)
+        if not rows:
+            return {}
+        q = np.asarray(query, dtype=np.float32)
+        matrix = np.asarray([vector for _, _, vector in rows], dtype=np.float32)
+        norms = np.linalg.norm(matrix, axis=1) * (np.linalg.norm(q) or 1.0)
+        scores = matrix @ q / np.where(norms == 0, 1.0, norms)
+        best: dict[str, float] = {}
+        for (_, meta, _), score in zip(rows, scores, strict=True):
+            chunk = str(meta["chunk"])
+            best[chunk] = max(best.get(chunk, -1.0), float(score))
+        return best
+
+    # --- writing ------------------------------------------------------------------------------
     def write_file(
-        self, source: str, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]
+        self,
+        source: str,
+        chunks: Sequence[Chunk],
+        vectors: Sequence[Sequence[float]],
+        windows: Sequence[Sequence[Sequence[float]]] | None = None,
     ) -> None:
-        """Make the store hold exactly ``chunks`` for ``source``: add new, then drop stale."""
-        if len(chunks) != len(vectors):
+        """Make the store hold exactly ``chunks`` for ``source`` (and, if given, each chunk's
+        window vectors): add new, then drop stale. Windows go first, so a chunk's metadata
+        never counts windows the store lacks."""
+        if len(chunks) != len(vectors) or (windows is not None and len(windows) != len(chunks)):
             raise StoreError(f"internal error: {len(chunks)} chunks but {len(vectors)} vectors")
+        w_ids, w_vectors, w_metas = self._window_rows(
+            source, chunks, windows or [[] for _ in chunks]
+        )
+        for i in range(0, len(w_ids), _WRITE_BATCH):
+            end = i + _WRITE_BATCH
+            self._side_upsert("windows", w_ids[i:end], w_vectors[i:end], w_metas[i:end])
         ids = [c.id for c in chunks]
+        metas = [
+            {**c.metadata(), "windows": len(w)} if w else c.metadata()
+            for c, w in zip(chunks, windows or [[] for _ in chunks], strict=True)
+        ]
         for i in range(0, len(chunks), _WRITE_BATCH):
-            part = chunks[i : i + _WRITE_BATCH]
             self._upsert(
                 ids[i : i + _WRITE_BATCH],
                 [list(map(float, v)) for v in vectors[i : i + _WRITE_BATCH]],
-                [c.text for c in part],
-                [c.metadata() for c in part],
+                [c.text for c in chunks[i : i + _WRITE_BATCH]],
+                metas[i : i + _WRITE_BATCH],
             )
         old = set(self.ids({"source": source}))
         self.delete_ids(sorted(old - set(ids)))
+        stale_windows = {r[0] for r in self._side_get("windows", where={"source": source})}
+        self._delete_side("windows", sorted(stale_windows - set(w_ids)))
         self._new_generation()
+
+    @staticmethod
+    def _window_rows(
+        source: str, chunks: Sequence[Chunk], windows: Sequence[Sequence[Sequence[float]]]
+    ) -> tuple[list[str], list[list[float]], list[dict[str, Any]]]:
+        ids, vectors, metas = [], [], []
+        for chunk, chunk_windows in zip(chunks, windows, strict=True):
+            for n, vector in enumerate(chunk_windows):
+                ids.append(f"{chunk.id}{_WINDOW}{n}")
+                vectors.append(list(map(float, vector)))
+                metas.append({"source": source, "chunk": chunk.id})
+        return ids, vectors, metas
 
     def delete_ids(self, ids: Iterable[str]) -> None:
         ids = list(ids)
         for i in range(0, len(ids), _WRITE_BATCH):
             self._delete(ids[i : i + _WRITE_BATCH])
 
+    def _delete_side(self, table: str, ids: list[str]) -> None:
+        for i in range(0, len(ids), _WRITE_BATCH):
+            self._side_delete(table, ids[i : i + _WRITE_BATCH])
+
     def remove_file(self, source: str) -> int:
         ids = self.ids({"source": source})
         self.delete_ids(ids)
+        self._delete_side(
+            "windows", [r[0] for r in self._side_get("windows", where={"source": source})]
+        )
         if ids:
             self._new_generation()
         return len(ids)
+
+    # --- file records (the side table ragapp.ledger keeps) -------------------------------------
+    def records(self, paths: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        return [meta for _, meta, _ in self._side_get("files", ids=paths)]
+
+    def put_records(self, records: Sequence[dict[str, Any]]) -> None:
+        """Write file records and move the generation: a reader that sees the new generation
+        also sees the record (written last, after the file's chunks)."""
+        for i in range(0, len(records), _WRITE_BATCH):
+            part = records[i : i + _WRITE_BATCH]
+            self._side_upsert("files", [r["path"] for r in part], [[1.0]] * len(part), list(part))
+        self._new_generation()
+
+    def delete_records(self, paths: Sequence[str]) -> None:
+        self._delete_side("files", list(paths))
+        self._new_generation()
 
 
 # --- Chroma ---------------------------------------------------------------------------------------
@@ -226,6 +358,7 @@ class ChromaStore(ChunkStore):
         super().__init__(name, spec, dim, embeddings)
         self._client = client
         self._collection: Any = None
+        self._sides: dict[str, Any] = {}
 
     @cached_property
     def client(self) -> Any:
@@ -328,8 +461,71 @@ class ChromaStore(ChunkStore):
     def _delete(self, ids: list[str]) -> None:
         self.collection.delete(ids=ids)
 
-    def drop(self) -> bool:
+    def walk(self, page: int = _PAGE) -> Iterable[list[tuple[str, dict[str, Any]]]]:
         if not self.exists():
+            return
+        for offset in range(0, self.count(), page):
+            got = self.collection.get(include=["metadatas"], limit=page, offset=offset)
+            yield [(str(i), m or {}) for i, m in zip(got["ids"], got["metadatas"], strict=True)]
+
+    def _side(self, table: str, create: bool = True) -> Any:
+        """A side table's Chroma collection, created on first write (None for a read before
+        it exists). Window vectors share the chunks' space; file records carry a constant
+        1-d vector (Chroma wants one)."""
+        from chromadb.errors import NotFoundError
+
+        if table not in self._sides and not create:
+            try:
+                self._sides[table] = self.client.get_collection(side_name(self.name, table))
+            except NotFoundError:
+                return None
+        if table not in self._sides:
+            self._sides[table] = self.client.get_or_create_collection(
+                name=side_name(self.name, table),
+                embedding_function=None,
+                metadata={"ragapp_side_table": table, "of": self.name},
+                configuration={"hnsw": {"space": "cosine" if table == "windows" else "l2"}},
+            )
+        return self._sides[table]
+
+    def _side_upsert(
+        self, table: str, ids: list[str], vectors: list[list[float]], metas: list[dict[str, Any]]
+    ) -> None:
+        if ids:
+            self._side(table).upsert(ids=ids, embeddings=vectors, metadatas=metas)
+
+    def _side_get(
+        self,
+        table: str,
+        ids: Sequence[str] | None = None,
+        where: Where | None = None,
+        vectors: bool = False,
+    ) -> list[Row]:
+        side = self._side(table, create=False)
+        if side is None or (ids is not None and not ids):
+            return []
+        got = side.get(
+            ids=list(ids) if ids is not None else None,
+            where=where,
+            include=["metadatas"] + (["embeddings"] if vectors else []),
+        )
+        embeddings = got["embeddings"] if vectors else [None] * len(got["ids"])
+        return [
+            (str(i), m or {}, None if v is None else list(map(float, v)))
+            for i, m, v in zip(got["ids"], got["metadatas"], embeddings, strict=True)
+        ]
+
+    def _side_delete(self, table: str, ids: list[str]) -> None:
+        if ids and (side := self._side(table, create=False)) is not None:
+            side.delete(ids=ids)
+
+    def drop(self) -> bool:
+        names = {c if isinstance(c, str) else c.name for c in self.client.list_collections()}
+        for table in SIDE_TABLES:
+            if side_name(self.name, table) in names:
+                self.client.delete_collection(side_name(self.name, table))
+        self._sides.clear()
+        if self.name not in names:
             return False
         self.client.delete_collection(self.name)
         self._collection = None
@@ -407,6 +603,7 @@ class MemoryStore(ChunkStore):
             self._all[self.name] = {
                 "meta": {**self.expected_metadata(), "generation": uuid.uuid4().hex},
                 "rows": {},
+                **{table: {} for table in SIDE_TABLES},
             }
         data = self._all[self.name]
         self.check_model(data["meta"])
@@ -470,6 +667,33 @@ class MemoryStore(ChunkStore):
 
     def _delete(self, ids: list[str]) -> None:
         rows = self._data["rows"]
+        for id_ in ids:
+            rows.pop(id_, None)
+
+    def _side_upsert(
+        self, table: str, ids: list[str], vectors: list[list[float]], metas: list[dict[str, Any]]
+    ) -> None:
+        rows = self._data[table]
+        for id_, vec, meta in zip(ids, vectors, metas, strict=True):
+            rows[id_] = (dict(meta), list(vec))
+
+    def _side_get(
+        self,
+        table: str,
+        ids: Sequence[str] | None = None,
+        where: Where | None = None,
+        vectors: bool = False,
+    ) -> list[Row]:
+        rows = self._data[table] if self.exists() else {}
+        keys = [i for i in ids if i in rows] if ids is not None else sorted(rows)
+        return [
+            (i, dict(rows[i][0]), list(rows[i][1]) if vectors else None)
+            for i in keys
+            if matches(rows[i][0], where)
+        ]
+
+    def _side_delete(self, table: str, ids: list[str]) -> None:
+        rows = self._data[table]
         for id_ in ids:
             rows.pop(id_, None)
 

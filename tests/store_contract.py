@@ -111,8 +111,43 @@ def check_refuses_another_embedding_model(make_store: MakeStore) -> None:
         make_store(model="other-32", dim=32).count()
 
 
+def check_side_tables_follow_their_file(make_store: MakeStore) -> None:
+    """Window vectors are written with a file's chunks and go with them; file records are
+    their own table, and writing one moves the generation; drop takes everything."""
+    store = make_store()
+    found = chunks("/d/a.md", "a long chunk", "short")
+    vectors = EMBED.embed_documents([c.text for c in found])
+    windows = [EMBED.embed_documents(["a long", "chunk"]), []]
+    store.write_file("/d/a.md", found, vectors, windows)
+    by_chunk = store.file_windows("/d/a.md")
+    assert list(by_chunk) == ["/d/a.md#0"] and by_chunk["/d/a.md#0"] == [
+        pytest.approx(v, abs=1e-6) for v in windows[0]
+    ]
+    docs = [doc for doc, _ in store.get()]
+    assert {d.id: d.metadata.get("windows") for d in docs} == {"/d/a.md#0": 2, "/d/a.md#1": None}
+    best = store.best_windows(docs, EMBED.embed_query("chunk"))
+    assert list(best) == ["/d/a.md#0"] and best["/d/a.md#0"] == pytest.approx(1.0, abs=1e-4)
+    store.write_file("/d/a.md", found[:1], vectors[:1], [windows[0][:1]])  # one window now
+    assert [len(v) for v in store.file_windows("/d/a.md").values()] == [1]
+
+    generation = store.generation()
+    store.put_records([{"path": "/d/a.md", "size": 3, "mtime_ns": 2**62, "chunks": 1}])
+    assert store.generation() != generation
+    assert store.records(["/d/a.md", "/d/none.md"]) == [
+        {"path": "/d/a.md", "size": 3, "mtime_ns": 2**62, "chunks": 1}
+    ]
+    store.delete_records(["/d/a.md"])
+    assert store.records() == []
+    assert store.remove_file("/d/a.md") == 1 and store.file_windows("/d/a.md") == {}
+    write(store, "/d/b.md", "kept")
+    store.put_records([{"path": "/d/b.md", "chunks": 1}])
+    assert [page for page in store.walk(page=1)] == [[("/d/b.md#0", store.get()[0][0].metadata)]]
+    assert store.drop() and store.records() == [] and store.file_windows("/d/b.md") == {}
+
+
 CHECKS = [
     check_write_replaces_a_file_exactly,
+    check_side_tables_follow_their_file,
     check_every_write_moves_the_generation,
     check_query_ranks_by_cosine_and_filters,
     check_refuses_another_embedding_model,

@@ -5,7 +5,7 @@ JSON goes to stdout only with --json; people get Rich output; errors are one lin
     common.py  the Typer app, consoles, global options, settings
     ingest.py  ingest (--dry-run, --watch), sources, remove
     query.py   retrieve, ask, chat
-    admin.py   status, reset, doctor, models
+    admin.py   status, backfill, reset, doctor, models
     evaluate.py  eval
     serve.py   serve
 """
@@ -31,6 +31,7 @@ for command in (
     query.ask,
     query.chat,
     admin.status,
+    admin.backfill,
     admin.reset,
     serve.serve,
     admin.doctor,

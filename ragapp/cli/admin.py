@@ -1,8 +1,8 @@
-"""Collection and machine verbs: `status`, `reset`, `doctor`, `models`."""
+"""Collection and machine verbs: `status`, `backfill`, `reset`, `doctor`, `models`."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -10,6 +10,7 @@ from rich.text import Text
 
 from ragapp.app import RagApp
 from ragapp.cli.common import EXIT_ERROR, JsonOpt, _app, _print_json, _settings, err, out
+from ragapp.collection import describe_missing
 
 
 def status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
@@ -22,11 +23,49 @@ def status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     if json_out:
         _print_json(data)
         return
+    missing = data.pop("missing")
     table = Table(show_header=False, box=None)
     table.add_row("collection", app.settings.collection)
     for key, value in data.items():
         table.add_row(key.replace("_", " "), str(value))
     out.print(table)
+    if "fix" in missing:
+        err.print(f"[yellow]warning:[/] {describe_missing(missing)}", soft_wrap=True)
+
+
+def backfill(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Make the derived search data `ragapp status` reports missing: file records for
+    chunks written without one, window vectors for files written without them (by an
+    earlier ragapp, another tool, or with window_chars = 0). Reuses the stored chunks:
+    nothing is parsed, chunk vectors are kept.
+
+    Example:  ragapp backfill
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    app = _app(ctx)
+    collection = app.collection
+    with Progress(
+        "{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=err, disable=json_out or not err.is_terminal, transient=True,
+    ) as bar:  # fmt: skip
+        tasks: dict[str, Any] = {}
+
+        def progress(what: str, done: int, total: int) -> None:
+            if what not in tasks:
+                label = {"records": "reading chunk records", "windows": "embedding windows"}
+                tasks[what] = bar.add_task(label.get(what, what), total=total)
+            bar.update(tasks[what], completed=done, total=total)
+
+        made = collection.backfill(progress)
+        collection.refresh_search_index()
+    if json_out:
+        _print_json({**made, "missing": collection.missing()})
+        return
+    err.print(
+        f"recorded {made['recorded_files']} files; window vectors for "
+        f"{made['windowed_files']} files ({made['windows']} windows)"
+    )
 
 
 def reset(

@@ -1,238 +1,145 @@
-"""Indexes derived from a collection for hybrid search: BM25 (bm25s) over the chunks' texts
-and, optionally, vectors of each chunk's small windows.
+"""The keyword side of hybrid search: BM25 over a collection's chunk texts, in SQLite's FTS5.
 
-They are derived data: built from the collection's store, saved under the data dir, and
-rebuilt whenever the collection's set of chunk ids differs from the one they were built
-from, so they can never answer from chunks that are gone (after an ingest, a removal, a
-reset, or a crash between a store write and the rebuild). Window vectors already computed
-for a chunk are kept across rebuilds: only new chunks are embedded.
+It is a per-host cache (DATA_DIR/search/NAME.sqlite), derived from the store and kept up to
+date file by file: every file record carries a generation that changes when the file's
+chunks do, so bringing the index up to date reads the records (no texts, no chunk ids) and
+re-indexes only the files whose generation moved, or drops those that are gone. The cost of
+an update grows with what changed, not with the collection; a new host builds it once.
+Chunks without a file record (written by another tool) are not in it: they are still
+found by the dense search, and ``ragapp backfill`` records them.
+
+The window vectors, the other derived part of hybrid search, are in the store itself
+(ragapp.store's ``windows`` table), cut and embedded when a file is written
+(ragapp.windows).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
-import os
-import shutil
-from collections.abc import Callable, Sequence
+import re
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from ragapp.ledger import FileEntry
 from ragapp.store import ChunkStore
 
-_PAGE = 5000  # chunks read from Chroma per request while building
-_EMBED_PAGE = 256  # windows embedded per call
+_FILES_PER_READ = 64  # files whose chunks are read from the store per request
+_TOKEN = re.compile(r"\w\w+")
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, generation TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS chunks (rowid INTEGER PRIMARY KEY, id TEXT NOT NULL, path TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS chunks_by_path ON chunks (path);
+CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5 (text, tokenize = 'unicode61 remove_diacritics 2');
+"""
 
 
-def _bm25s() -> Any:
-    import bm25s
+def _stopwords() -> frozenset[str]:
+    from bm25s.stopwords import STOPWORDS_EN
 
-    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it sets DEBUG on import
-    return bm25s
-
-
-def ids_fingerprint(ids: list[str]) -> str:
-    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()
+    return frozenset(STOPWORDS_EN)
 
 
-def chunk_windows(text: str, section: str | None, size: int) -> list[str]:
-    """A chunk's text cut at white space into consecutive, non-overlapping windows of at
-    most ``size`` characters (a last piece under half that joins the one before), each
-    headed by the chunk's section title as the chunk itself is embedded. None for a chunk
-    that fits in one window (its own vector already says everything) or when size is 0."""
-    if size <= 0:
-        return []
-    pieces: list[str] = []
-    current = ""
-    for word in text.split():
-        if current and len(current) + 1 + len(word) > size:
-            pieces.append(current)
-            current = word
-        else:
-            current = f"{current} {word}" if current else word
-    if current:
-        if pieces and len(current) < size / 2:
-            pieces[-1] += " " + current
-        else:
-            pieces.append(current)
-    if len(pieces) <= 1:
-        return []
-    return [f"{section}\n{p}" if section and not p.startswith(section) else p for p in pieces]
+def match_expression(query: str) -> str:
+    """The FTS5 query for a question: any of its words (two characters or more, not stop
+    words), each quoted so nothing in it is read as FTS5 syntax. "" when none is left."""
+    stop = _stopwords()
+    words = dict.fromkeys(t for t in _TOKEN.findall(query.lower()) if t not in stop)
+    return " OR ".join(f'"{w}"' for w in words)
 
 
 class KeywordIndex:
-    """BM25 over one collection (``search`` returns chunk ids, best first) and, when given an
-    embedder and ``window_chars`` > 0, each chunk's window vectors (``best_windows``)."""
+    """BM25 over one collection's recorded files (``search`` returns chunk ids, best first)."""
 
-    def __init__(
-        self,
-        folder: Path,
-        store: ChunkStore,
-        embeddings: Callable[[], Any] | None = None,
-        window_chars: int = 0,
-    ) -> None:
-        self.folder = folder
+    def __init__(self, path: Path, store: ChunkStore) -> None:
+        self.path = path
         self.store = store
-        self._embeddings = embeddings  # a function returning a LangChain Embeddings
-        self.window_chars = window_chars if embeddings is not None else 0
-        self._bm25: Any = None
-        self._ids: list[str] = []
-        self._windows: np.ndarray | None = None  # float16, one row per window
-        self._rows: dict[str, tuple[int, int]] = {}  # chunk id -> its windows' rows
-        self._loaded = False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as conn:
+            conn.execute("PRAGMA journal_mode = WAL")  # readers never wait for a refresh
+            conn.executescript(_SCHEMA)
 
-    def _window_config(self) -> dict[str, Any] | None:
-        if not self.window_chars:
-            return None
-        return {"chars": self.window_chars, "model": self.store.spec.name}
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        # the timeout covers another process's refresh of the same cache
+        with closing(sqlite3.connect(self.path, timeout=600, isolation_level=None)) as conn:
+            yield conn
 
-    def refresh(self) -> None:
-        """Load the saved index if it matches the collection, else rebuild and save it."""
-        bm25s = _bm25s()
+    def generation(self) -> str:
+        """The store generation this index was last brought up to date with."""
+        with self._connect() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        return row[0] if row else ""
 
-        ids = self.store.ids()
-        fingerprint = ids_fingerprint(ids)
-        meta = self.folder / "index.json"
-        if meta.is_file():
-            saved = json.loads(meta.read_text())
-            if (
-                saved.get("fingerprint") == fingerprint
-                and saved.get("windows") == self._window_config()
-            ):
-                self._bm25 = bm25s.BM25.load(str(self.folder / "bm25")) if saved["ids"] else None
-                self._ids = saved["ids"]
-                self._load_windows(self.folder, saved)
-                self._loaded = True
-                return
-        self._build(ids, fingerprint)
-        self._loaded = True
-
-    def _load_windows(self, folder: Path, saved: dict[str, Any]) -> None:
-        self._windows, self._rows = None, {}
-        if saved.get("windows") and (folder / "windows.npy").is_file():
-            self._windows = np.load(folder / "windows.npy", mmap_mode="r")
-            self._rows = {i: (int(a), int(b)) for i, a, b in saved["window_rows"]}
-
-    def _previous_windows(self) -> tuple[np.ndarray | None, dict[str, tuple[int, int]]]:
-        """The saved window vectors, if made with the same settings: reused by id."""
-        meta = self.folder / "index.json"
-        if not self.window_chars or not meta.is_file():
-            return None, {}
-        try:
-            saved = json.loads(meta.read_text())
-            if saved.get("windows") != self._window_config():
-                return None, {}
-            self._load_windows(self.folder, saved)
-            return self._windows, self._rows
-        except (OSError, ValueError, KeyError, TypeError):
-            return None, {}  # unreadable: rebuilt from scratch
-
-    def _build(self, ids: list[str], fingerprint: str) -> None:
-        bm25s = _bm25s()
-
-        texts: list[str] = []
-        sections: list[str | None] = []
-        ordered: list[str] = []
-        for start in range(0, len(ids), _PAGE):
-            for doc, _ in self.store.get(ids=ids[start : start + _PAGE]):
-                ordered.append(str(doc.id))
-                texts.append(doc.page_content)
-                sections.append(doc.metadata.get("section"))
-        old_vectors, old_rows = self._previous_windows()
-        self._ids = ordered
-        self._bm25 = None
-        if texts:
-            self._bm25 = bm25s.BM25()
-            self._bm25.index(
-                bm25s.tokenize(texts, stopwords="en", show_progress=False), show_progress=False
-            )
-        windows, rows = self._embed_windows(ordered, texts, sections, old_vectors, old_rows)
-        # Written beside, then swapped in: a reader never sees half an index.
-        tmp = self.folder.with_name(self.folder.name + f".{os.getpid()}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        if self._bm25 is not None:
-            self._bm25.save(str(tmp / "bm25"))
-        saved: dict[str, Any] = {"fingerprint": fingerprint, "ids": ordered}
-        saved["windows"] = self._window_config()
-        if windows is not None:
-            np.save(tmp / "windows.npy", windows)
-            saved["window_rows"] = [[i, a, b] for i, (a, b) in rows.items()]
-        (tmp / "index.json").write_text(json.dumps(saved))
-        old = self.folder.with_name(self.folder.name + f".{os.getpid()}.old")
-        if self.folder.exists():
-            os.replace(self.folder, old)
-        os.replace(tmp, self.folder)
-        shutil.rmtree(old, ignore_errors=True)
-        self._windows, self._rows = windows, rows
-
-    def _embed_windows(
+    def refresh(
         self,
-        ids: Sequence[str],
-        texts: Sequence[str],
-        sections: Sequence[str | None],
-        old_vectors: np.ndarray | None,
-        old_rows: dict[str, tuple[int, int]],
-    ) -> tuple[np.ndarray | None, dict[str, tuple[int, int]]]:
-        """Every chunk's window vectors: reused when the chunk had them, else embedded."""
-        if not self.window_chars or self._embeddings is None:
-            return None, {}
-        parts: list[np.ndarray] = []
-        rows: dict[str, tuple[int, int]] = {}
-        pending: list[tuple[str, list[str]]] = []
-        used = 0
-        for id_, text, section in zip(ids, texts, sections, strict=True):
-            if old_vectors is not None and id_ in old_rows:
-                a, b = old_rows[id_]
-                parts.append(np.asarray(old_vectors[a:b], dtype=np.float16))
-                rows[id_] = (used, used + b - a)
-                used += b - a
-            elif windows := chunk_windows(text, section, self.window_chars):
-                pending.append((id_, windows))
-        if pending:
-            embeddings = self._embeddings()
-            flat = [w for _, windows in pending for w in windows]
-            vectors = np.concatenate(
-                [
-                    np.asarray(embeddings.embed_documents(flat[i : i + _EMBED_PAGE]), np.float32)
-                    for i in range(0, len(flat), _EMBED_PAGE)
-                ]
+        records: Mapping[str, FileEntry],
+        generation: str,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> int:
+        """Re-index the files whose record generation differs from the indexed one, drop the
+        ones without a record, and remember ``generation``. Returns the files re-indexed."""
+        with self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")  # one refresher at a time; readers go on
+            try:
+                indexed = dict(conn.execute("SELECT path, generation FROM files").fetchall())
+                changed = sorted(p for p, e in records.items() if indexed.get(p) != e.generation)
+                gone = [p for p in indexed if p not in records]
+                for path in gone:
+                    self._forget(conn, path)
+                for start in range(0, len(changed), _FILES_PER_READ):
+                    batch = changed[start : start + _FILES_PER_READ]
+                    self._index(conn, batch, {p: records[p].generation for p in batch})
+                    if progress is not None:
+                        progress(min(start + _FILES_PER_READ, len(changed)), len(changed))
+                conn.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (generation,))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return len(changed)
+
+    @staticmethod
+    def _forget(conn: sqlite3.Connection, path: str) -> None:
+        conn.execute(
+            "DELETE FROM fts WHERE rowid IN (SELECT rowid FROM chunks WHERE path = ?)", (path,)
+        )
+        conn.execute("DELETE FROM chunks WHERE path = ?", (path,))
+        conn.execute("DELETE FROM files WHERE path = ?", (path,))
+
+    def _index(
+        self, conn: sqlite3.Connection, paths: list[str], generations: dict[str, str]
+    ) -> None:
+        docs = self.store.get(where={"source": {"$in": paths}})
+        for path in paths:
+            self._forget(conn, path)
+        for doc, _ in docs:
+            cursor = conn.execute(
+                "INSERT INTO chunks (id, path) VALUES (?, ?)",
+                (str(doc.id), str(doc.metadata.get("source", ""))),
             )
-            parts.append(vectors.astype(np.float16))
-            for id_, windows in pending:
-                rows[id_] = (used, used + len(windows))
-                used += len(windows)
-        if not parts:
-            return np.zeros((0, 0), np.float16), rows
-        return np.concatenate(parts), rows
+            conn.execute(
+                "INSERT INTO fts (rowid, text) VALUES (?, ?)", (cursor.lastrowid, doc.page_content)
+            )
+        conn.executemany("INSERT INTO files VALUES (?, ?)", generations.items())
 
     def search(self, query: str, k: int) -> list[str]:
-        bm25s = _bm25s()
-
-        if not self._loaded:
-            self.refresh()
-        if self._bm25 is None or not self._ids:
+        expression = match_expression(query)
+        if not expression:
             return []
-        tokens = bm25s.tokenize([query], stopwords="en", show_progress=False)
-        if not tokens.vocab:
-            return []
-        results, scores = self._bm25.retrieve(tokens, k=min(k, len(self._ids)), show_progress=False)
-        return [self._ids[int(i)] for i, s in zip(results[0], scores[0], strict=True) if s > 0]
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT chunks.id FROM fts JOIN chunks ON chunks.rowid = fts.rowid "
+                "WHERE fts MATCH ? ORDER BY rank LIMIT ?",
+                (expression, k),
+            ).fetchall()
+        return [r[0] for r in rows]
 
-    def best_windows(self, ids: Sequence[str], query_vector: np.ndarray) -> dict[str, float]:
-        """Each chunk's best window cosine for a (normalised) query vector; chunks without
-        windows (short ones, or windows off) are left out."""
-        if not self._loaded:
-            self.refresh()
-        if self._windows is None or not self._rows:
-            return {}
-        query = np.asarray(query_vector, dtype=np.float32)
-        best = {}
-        for id_ in ids:
-            if (span := self._rows.get(id_)) is not None:
-                window_vectors = np.asarray(self._windows[span[0] : span[1]], dtype=np.float32)
-                best[id_] = float((window_vectors @ query).max())
-        return best
+    def stats(self) -> dict[str, Any]:
+        with self._connect() as conn:
+            files, chunks = conn.execute(
+                "SELECT (SELECT count(*) FROM files), (SELECT count(*) FROM chunks)"
+            ).fetchone()
+        return {"files": files, "chunks": chunks}

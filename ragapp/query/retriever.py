@@ -27,6 +27,7 @@ class ScoredRetriever(BaseRetriever):
     filter: dict[str, Any] | None = None  # a Chroma `where` (see metadata_filter)
     mmr_lambda: float | None = None  # set: maximal marginal relevance over 4k candidates
     keyword: Any = None  # a KeywordIndex: hybrid search, fused by reciprocal rank
+    windows: bool = False  # hybrid: order dense candidates by their best window too
     keyword_weight: float = 0.3
     rrf_k: int = 10
 
@@ -56,11 +57,15 @@ class ScoredRetriever(BaseRetriever):
         (1/(rrf_k + rank), BM25's share weighted by keyword_weight). When the keyword index
         holds window vectors, the dense candidates are re-ordered by the mean of their own
         cosine and their best window's (a passage deep in a long chunk then counts; chunks
-        too short for windows count their own cosine twice). Every hit keeps its chunk's
-        cosine relevance as its score, BM25-only hits included, so min_score means the same."""
+        too short for windows, or written without them, count their own cosine twice). The
+        window vectors of the candidates are one read from the store. Every hit keeps its
+        chunk's cosine relevance as its score, BM25-only hits included, so min_score means
+        the same."""
         query_vector = self._embed(query)
         dense, _ = self.store.query(query_vector, max(k, candidates), self.filter)
-        windows = self.keyword.best_windows([str(doc.id) for doc, _ in dense], query_vector)
+        windows = (
+            self.store.best_windows([doc for doc, _ in dense], query_vector) if self.windows else {}
+        )
         if windows:
             dense.sort(key=lambda hit: -(hit[1] + windows.get(str(hit[0].id), hit[1])) / 2)
         docs = {doc.id: (doc, score) for doc, score in dense}

@@ -69,6 +69,54 @@ def test_a_write_by_one_process_refreshes_anothers_index(
     writer.reset()
 
 
+def test_a_second_host_with_an_empty_data_dir_sees_the_same_collection(
+    chroma_server: str, tmp_path: Path
+) -> None:
+    """Everything the query side needs is in the server: a host that never ingested lists
+    the same sources and returns the same rankings (window vectors and all), embedding
+    only the questions."""
+    docs = tmp_path / "docs"
+    shutil.copytree(SAMPLE_DOCS, docs)
+    common = {"RAGAPP_CHROMA_URL": chroma_server, "RAGAPP_COLLECTION": "shared-state"}
+    writer = {**common, "RAGAPP_DATA_DIR": str(tmp_path / "host-a")}
+    reader = {**common, "RAGAPP_DATA_DIR": str(tmp_path / "host-b")}
+    assert run_cli("ingest", str(docs), "--json", env=writer).code == 0
+    listed = [run_cli("sources", "--json", env=env).json()["sources"] for env in (writer, reader)]
+    assert listed[0] == listed[1] and len(listed[0]) == 5
+    for question, *_ in FACTS[:4]:
+        ranked = [
+            run_cli("retrieve", question, "-k", "8", "--json", env=env).json()["results"]
+            for env in (writer, reader)
+        ]
+        assert [(r["source"], r["page"], r["text"]) for r in ranked[0]] == [
+            (r["source"], r["page"], r["text"]) for r in ranked[1]
+        ]
+        assert [r["score"] for r in ranked[0]] == pytest.approx([r["score"] for r in ranked[1]])
+    # the reader's data dir holds a cache only: its BM25 file, nothing else of the collection
+    kept = sorted(
+        str(p.relative_to(tmp_path / "host-b"))
+        for p in (tmp_path / "host-b").rglob("*")
+        if p.is_file()
+    )
+    assert all(p.startswith(("search/", "logs/", "locks/", "cache/")) for p in kept), kept
+
+    # in process: the reader embeds each question and no document
+    from ragapp.app import Models
+    from ragapp.settings import load_settings
+
+    settings = load_settings(
+        data_dir=tmp_path / "host-c", chroma_url=chroma_server, collection="shared-state"
+    )
+    models = Models(settings)
+    embedder = models.embeddings()
+    calls: list[str] = []
+    embed_documents = embedder.embed_documents
+    embedder.embed_documents = lambda texts: calls.append("documents") or embed_documents(texts)  # type: ignore[method-assign]
+    found = models.collection(settings).retrieve(FACTS[0][0], 8)
+    assert found and calls == []
+    assert run_cli("reset", "--yes", env=writer).code == 0
+
+
 @contextmanager
 def token_proxy(upstream: str, token: str) -> Iterator[str]:
     """A loopback reverse proxy in front of the Chroma server that wants a bearer token,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ragapp.collection import Collection
 from ragapp.query.retriever import metadata_filter, select_sources
 
 SOURCES = [
@@ -63,42 +64,83 @@ def test_mmr_trades_repetition_for_coverage(clean_environ: Path) -> None:
     assert all(0 < d.metadata["score"] <= 1 for d in diverse)
 
 
-def _store_with(clean_environ: Path, texts: dict[str, str]) -> object:
+def _collection_with(
+    clean_environ: Path, texts: dict[str, str], window_chars: int = 0, embeddings: object = None
+) -> Collection:
+    """A collection on real embedded Chroma (hash embeddings), one file per text, written as
+    ingest writes them: chunks, window vectors cut at ``window_chars``, then the record."""
     from ragapp.backends.fake import HashEmbeddings
-    from ragapp.types import Chunk
-    from tests.integration.test_store_and_pipeline import make_store
+    from ragapp.settings import load_settings
+    from ragapp.store import ChromaStore, make_client
+    from ragapp.types import EmbeddingSpec
 
-    store = make_store(clean_environ)
+    settings = load_settings(data_dir=clean_environ, window_chars=window_chars)
+    embedder = embeddings or HashEmbeddings()
+    store = ChromaStore(
+        make_client(settings), "default", EmbeddingSpec("hash-64", clean_environ), 64,
+        lambda: embedder,
+    )  # fmt: skip
+    collection = Collection(settings, store)
     for name, text in texts.items():
-        chunk = Chunk(id=name, text=text, source=f"/d/{name}.md", file_hash="h", file_type="md")
-        store.write_file(chunk.source, [chunk], HashEmbeddings().embed_documents([text]))
-    return store
+        write(collection, name, text)
+    return collection
+
+
+def write(collection: Collection, name: str, text: str) -> None:
+    from ragapp.types import Chunk
+
+    chunk = Chunk(id=name, text=text, source=f"/d/{name}.md", file_hash="h", file_type="md")
+    vectors, windows = collection.embed([chunk], [text])
+    collection.write_file(
+        chunk.source, [chunk], vectors, len(text), 1, "h", windows, collection.settings.window_chars
+    )
 
 
 def test_keyword_index_follows_the_collection(clean_environ: Path) -> None:
-    from ragapp.query.keyword import KeywordIndex
-
-    store = _store_with(
+    collection = _collection_with(
         clean_environ,
         {"a": "apt pinning priorities explained", "b": "the kernel boots from grub", "c": "x"},
     )
-    folder = clean_environ / "keyword" / "default"
-    index = KeywordIndex(folder, store)  # type: ignore[arg-type]
-    assert index.search("apt pinning", 5) == ["a"]
-    assert (folder / "index.json").is_file()
-    # a fresh process loads the saved index; a changed collection is rebuilt, never stale
-    store.remove_file("/d/a.md")  # type: ignore[attr-defined]
-    again = KeywordIndex(folder, store)  # type: ignore[arg-type]
+    index = collection.search_index()
+    assert index is not None and index.search("apt pinning", 5) == ["a"]
+    assert collection.search_path.is_file()
+    # another process (a new Collection) uses the saved cache; a change re-indexes that file
+    collection.remove_files(["/d/a.md"])
+    again = Collection(collection.settings, collection.store).search_index()
+    assert again is not None
     assert again.search("apt pinning", 5) == []
     assert again.search("grub kernel", 5) == ["b"]
     assert again.search("the and of", 5) == []  # stop words only
+    assert again.search('"grub" OR NOT (', 5) == ["b"]  # FTS5 syntax is just words
+    write(collection, "b", "the kernel boots from lilo")  # same file, new text
+    assert collection.search_index().search("grub", 5) == []  # type: ignore[union-attr]
+    assert collection.search_index().search("lilo", 5) == ["b"]  # type: ignore[union-attr]
+
+
+def test_keyword_index_reindexes_only_changed_files(clean_environ: Path) -> None:
+    """Bringing BM25 up to date reads the file records and the chunks of changed files only."""
+    collection = _collection_with(clean_environ, {f"f{i}": f"text number {i}" for i in range(20)})
+    index = collection.search_index()
+    assert index is not None and index.stats() == {"files": 20, "chunks": 20}
+    write(collection, "f3", "text number three, edited")
+    write(collection, "new", "another file")
+    reads: list[object] = []
+    get = collection.store.get
+
+    def counting_get(*args: object, **kwargs: object) -> object:
+        reads.append(kwargs.get("where"))
+        return get(*args, **kwargs)  # type: ignore[arg-type]
+
+    collection.store.get = counting_get  # type: ignore[method-assign]
+    assert index.refresh(collection.files(), collection.generation()) == 2
+    assert reads == [{"source": {"$in": ["/d/f3.md", "/d/new.md"]}}]
+    assert index.search("edited", 5) == ["f3"] and index.stats()["files"] == 21
 
 
 def test_hybrid_fuses_keyword_hits_with_cosine_scores_and_filters(clean_environ: Path) -> None:
-    from ragapp.query.keyword import KeywordIndex
     from ragapp.query.retriever import ScoredRetriever, metadata_filter
 
-    store = _store_with(
+    collection = _collection_with(
         clean_environ,
         {
             "dense": "configure the network interface file for a static address",
@@ -106,7 +148,7 @@ def test_hybrid_fuses_keyword_hits_with_cosine_scores_and_filters(clean_environ:
             "other": "printing with cups",
         },
     )
-    keyword = KeywordIndex(clean_environ / "kw", store)  # type: ignore[arg-type]
+    store, keyword = collection.store, collection.search_index()
     hits = ScoredRetriever(store=store, k=3, keyword=keyword).invoke("avahi network address")
     by_id = {d.id: d.metadata["score"] for d in hits}
     assert set(by_id) == {"dense", "rare", "other"}
@@ -119,7 +161,7 @@ def test_hybrid_fuses_keyword_hits_with_cosine_scores_and_filters(clean_environ:
 
 
 def test_chunk_windows_cut_a_chunk_once_without_overlap() -> None:
-    from ragapp.query.keyword import chunk_windows
+    from ragapp.windows import chunk_windows
 
     text = " ".join(f"word{i:02d}" for i in range(40))  # 40 words of 6 chars: 279 characters
     windows = chunk_windows(text, None, 100)
@@ -157,47 +199,68 @@ class _CountingEmbeddings:
 _FILLER = " ".join(f"filler{i}" for i in range(60))  # ~500 chars sharing no word with queries
 
 
-def test_window_vectors_follow_the_collection_and_are_embedded_once(clean_environ: Path) -> None:
+def test_window_vectors_live_in_the_store_and_are_embedded_once(clean_environ: Path) -> None:
+    """Windows are embedded with their chunk when the file is written, kept in the store,
+    read for a question's candidates (never embedded then), and go with their file;
+    ``backfill`` makes them for files written without, and nothing else."""
     import numpy as np
 
     from ragapp.backends.fake import HashEmbeddings
-    from ragapp.query.keyword import KeywordIndex, chunk_windows
+    from ragapp.windows import chunk_windows
 
     long_text = f"{_FILLER} solar panel fee paid yearly {_FILLER}"
-    store = _store_with(clean_environ, {"long": long_text, "short": "solar panels"})
-    folder = clean_environ / "keyword" / "default"
     counting = _CountingEmbeddings()
-    index = KeywordIndex(folder, store, lambda: counting, window_chars=200)  # type: ignore[attr-defined]
+    collection = _collection_with(
+        clean_environ, {"long": long_text, "short": "solar panels"}, 200, counting
+    )
+    store = collection.store
+    n_windows = len(chunk_windows(long_text, None, 200))
+    assert counting.embedded == 2 + n_windows >= 7  # both chunks, the long one's windows
     query = np.array(HashEmbeddings().embed_query("solar panel fee paid yearly"))
-    best = index.best_windows(["long", "short", "gone"], query)
-    assert set(best) == {"long"}  # the short chunk has no windows, an unknown id is skipped
+    docs = [doc for doc, _ in store.get()]
+    best = store.best_windows(docs, query)
+    assert set(best) == {"long"}  # the short chunk has no windows
     assert best["long"] > 0.5  # the window holding the phrase, not the diluted whole chunk
-    first = counting.embedded
-    assert first == len(chunk_windows(long_text, None, 200)) >= 5  # ~1,040 chars, 200 a window
-    assert (folder / "windows.npy").is_file()
+    assert counting.embedded == 2 + n_windows  # reading them embeds nothing
+    assert collection.missing()["files_without_windows"] == 0
 
-    # a new chunk: only its windows are embedded; the saved ones are reused
+    # a file written without windows (window_chars 0, another tool): searched without,
+    # reported, and backfilled alone
+    plain = Collection(collection.settings.model_copy(update={"window_chars": 0}), store)
+    write(plain, "new", f"{_FILLER} battery")
+    assert set(store.best_windows([d for d, _ in store.get()], query)) == {"long"}
+    missing = collection.missing()
+    assert (missing["files_without_windows"], missing["fix"]) == (1, "run `ragapp backfill`")
+    before = counting.embedded
+    made = collection.backfill()
+    assert made == {"recorded_files": 0, "windowed_files": 1, "windows": 2}
+    assert counting.embedded == before + 2  # the new file's windows, not its chunk
+    assert set(store.best_windows([d for d, _ in store.get()], query)) == {"long", "new"}
+    assert "fix" not in collection.missing()
+
+    # removing a file removes its windows
+    collection.remove_files(["/d/long.md"])
+    assert store.file_windows("/d/long.md") == {}
+    assert set(store.file_windows("/d/new.md")) == {"new"}
+
+
+def test_backfill_records_chunks_written_without_a_record(clean_environ: Path) -> None:
+    from ragapp.backends.fake import HashEmbeddings
     from ragapp.types import Chunk
 
-    extra = Chunk(id="new", text=f"{_FILLER} battery", source="/d/new.md", file_hash="h")
-    store.write_file(extra.source, [extra], HashEmbeddings().embed_documents([extra.text]))  # type: ignore[attr-defined]
-    again = KeywordIndex(folder, store, lambda: counting, window_chars=200)  # type: ignore[attr-defined]
-    assert set(again.best_windows(["long", "new"], query)) == {"long", "new"}
-    assert counting.embedded == first + len(chunk_windows(extra.text, None, 200))
-    assert again.best_windows(["long"], query) == best
-
-    # a removed chunk loses its windows; another window size rebuilds them all
-    store.remove_file("/d/long.md")  # type: ignore[attr-defined]
-    gone = KeywordIndex(folder, store, lambda: counting, window_chars=200)  # type: ignore[attr-defined]
-    assert set(gone.best_windows(["long", "new"], query)) == {"new"}
-    resized = KeywordIndex(folder, store, lambda: counting, window_chars=300)  # type: ignore[attr-defined]
-    before = counting.embedded
-    assert set(resized.best_windows(["new"], query)) == {"new"}
-    assert counting.embedded == before + len(chunk_windows(extra.text, None, 300))
-    # without an embedder (or at 0) there are no windows, and BM25 still works
-    plain = KeywordIndex(folder, store)  # type: ignore[arg-type]
-    assert plain.best_windows(["new"], query) == {}
-    assert plain.search("battery", 5) == ["new"]
+    collection = _collection_with(clean_environ, {"a": "recorded file about grub"})
+    chunk = Chunk(id="x", text="unrecorded file about lilo", source="/d/x.md", file_hash="hx")
+    collection.store.write_file(
+        chunk.source, [chunk], HashEmbeddings().embed_documents([chunk.text])
+    )
+    assert collection.missing()["unrecorded_chunks"] == 1
+    index = collection.search_index()
+    assert index is not None and index.search("lilo", 5) == []  # dense search still finds it
+    assert [s.source for s in collection.retrieve("unrecorded file about lilo", 1)] == ["/d/x.md"]
+    assert collection.backfill()["recorded_files"] == 1
+    assert collection.files()["/d/x.md"].sha256 == "hx"
+    assert collection.missing()["unrecorded_chunks"] == 0
+    assert collection.search_index().search("lilo", 5) == ["x"]  # type: ignore[union-attr]
 
 
 def test_hybrid_ranks_a_long_chunk_by_its_best_window(clean_environ: Path) -> None:
@@ -205,27 +268,20 @@ def test_hybrid_ranks_a_long_chunk_by_its_best_window(clean_environ: Path) -> No
     loses to a short chunk with fewer of them (hash cosines 0.50 vs 0.57); with windows
     (best window 0.71, mean 0.60) it comes first, and every hit still reports its own
     chunk's cosine."""
-    from ragapp.backends.fake import HashEmbeddings
-    from ragapp.query.keyword import KeywordIndex
     from ragapp.query.retriever import ScoredRetriever
 
-    store = _store_with(
-        clean_environ,
-        {
-            "long": f"{_FILLER} solar panel fee paid yearly by members {_FILLER}",
-            "short": "solar panel brochure leaflet notes",
-        },
-    )
+    texts = {
+        "long": f"{_FILLER} solar panel fee paid yearly by members {_FILLER}",
+        "short": "solar panel brochure leaflet notes",
+    }
     query = "solar panel fee paid yearly"
 
     def ranked(window_chars: int) -> list[tuple[str, float]]:
-        index = KeywordIndex(
-            clean_environ / f"kw{window_chars}",
-            store,  # type: ignore[arg-type]
-            lambda: HashEmbeddings(),
-            window_chars=window_chars,
-        )
-        retriever = ScoredRetriever(store=store, k=2, keyword=index, keyword_weight=0.0)
+        collection = _collection_with(clean_environ / f"w{window_chars}", texts, window_chars)
+        retriever = ScoredRetriever(
+            store=collection.store, k=2, keyword=collection.search_index(),
+            keyword_weight=0.0, windows=window_chars > 0,
+        )  # fmt: skip
         return [(d.id, d.metadata["score"]) for d in retriever.invoke(query)]
 
     without, with_windows = ranked(0), ranked(100)

@@ -68,8 +68,8 @@ def test_ingest_twice_adds_nothing_then_tracks_changes(docs: Path, clean_environ
     assert "fifty" in texts and "forty-two" not in texts and "board" not in texts
 
 
-def ledger_paths(data_dir: Path) -> list[str]:
-    return sorted(Path(p).name for p in Ledger(data_dir / "ledger.sqlite", "default").entries())
+def ledger_paths(store: ChunkStore) -> list[str]:
+    return sorted(Path(p).name for p in Ledger(store).entries())
 
 
 def test_keep_deleted(docs: Path, clean_environ: Path) -> None:
@@ -77,7 +77,7 @@ def test_keep_deleted(docs: Path, clean_environ: Path) -> None:
     ingest_paths([docs], store, load_settings())
     (docs / "a.md").unlink()
     report = ingest_paths([docs], store, load_settings(), keep_deleted=True)
-    assert report.removed == 0 and ledger_paths(clean_environ) == ["a.md", "b.txt"]
+    assert report.removed == 0 and ledger_paths(store) == ["a.md", "b.txt"]
 
 
 def test_moved_file_reuses_its_vectors(docs: Path, clean_environ: Path) -> None:
@@ -89,7 +89,7 @@ def test_moved_file_reuses_its_vectors(docs: Path, clean_environ: Path) -> None:
     assert (report.added, report.removed, report.reused, report.unchanged) == (1, 1, 1, 1)
     after = store.collection.get(include=["embeddings", "documents"])
     assert sorted(after["documents"]) == sorted(before["documents"])
-    assert ledger_paths(clean_environ) == ["a.md", "renamed.txt"]
+    assert ledger_paths(store) == ["a.md", "renamed.txt"]
     moved = store.collection.get(where={"source": str((docs / "renamed.txt").resolve())})
     assert len(moved["ids"]) == 1
 
@@ -112,7 +112,7 @@ def test_dry_run_changes_nothing(docs: Path, clean_environ: Path) -> None:
     names = sorted((s, Path(p).name) for s, p in report.changes)
     assert names == [("added", "new.md"), ("removed", "b.txt"), ("updated", "a.md")]
     assert (report.added, report.updated, report.removed) == (1, 1, 1)
-    assert store.count() == count and ledger_paths(clean_environ) == ["a.md", "b.txt"]
+    assert store.count() == count and ledger_paths(store) == ["a.md", "b.txt"]
 
 
 def test_interrupted_writes_converge(docs: Path, clean_environ: Path) -> None:
@@ -124,7 +124,7 @@ def test_interrupted_writes_converge(docs: Path, clean_environ: Path) -> None:
 
     store = make_store(clean_environ)
     ingest_paths([docs], store, load_settings())
-    ledger = Ledger(clean_environ / "ledger.sqlite", "default")
+    ledger = Ledger(store)
     a_md = str((docs / "a.md").resolve())
     ledger.forget(a_md)  # crash before the ledger row
     store.collection.delete(

@@ -21,6 +21,7 @@ INGEST_MAY_USE = {
     "ragapp.settings",
     "ragapp.store",
     "ragapp.types",
+    "ragapp.windows",
 }
 
 

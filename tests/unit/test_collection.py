@@ -31,6 +31,7 @@ def test_sync_writes_chunks_and_records_together(docs: Path) -> None:
         "chunks": report.chunks,
         "embedding_model": "fake-hash-64",
         "store": "memory://unit",
+        "missing": {"unrecorded_chunks": 0, "files_without_windows": 0, "chunks_without_windows": 0},
     }
     fees = str((docs / "fees.md").resolve())
     assert [c.text for c in collection.chunks_of(fees)] == [
@@ -79,10 +80,10 @@ def test_remove_and_reset(docs: Path) -> None:
     assert collection.remove_files(gone) == 1
     assert "board.txt" not in {Path(p).name for p in collection.files()}
     collection.search_index()
-    assert collection.search_dir.is_dir()
+    assert collection.search_path.is_file()
     assert collection.reset() is True
     assert collection.files() == {} and collection.count() == 0
-    assert not collection.search_dir.exists()
+    assert not collection.search_path.exists()
     assert collection.reset() is False
     with pytest.raises(EmptyCollectionError, match="'default' is empty: run `ragapp ingest PATH`"):
         collection.retriever()
