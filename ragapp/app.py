@@ -31,6 +31,7 @@ from ragapp.store import (
     is_side_name,
     make_client,
     memory_space,
+    release_client,
 )
 from ragapp.types import Answer, EmbeddingSpec, Source
 
@@ -65,6 +66,14 @@ class Models:
                 self._client = make_client(self.settings)
             return self._client
 
+    def reopen_client(self) -> None:
+        """Another process wrote to the embedded store: the next call gets a new client,
+        whose vector indexes include it."""
+        with self._locks["client"]:
+            if self._client is not None:
+                release_client(self._client)
+                self._client = None
+
     def embeddings(self) -> Any:
         with self._locks["embeddings"]:
             if self._embeddings is None:
@@ -91,8 +100,9 @@ class Models:
                 name, self.embedding_spec, self.embedding_dim, self.embeddings, self.memory
             )
         return ChromaStore(
-            self.client, name, self.embedding_spec, self.embedding_dim, self.embeddings
-        )
+            self.client, name, self.embedding_spec, self.embedding_dim, self.embeddings,
+            reopen=None if self.settings.chroma_url else self.reopen_client,
+        )  # fmt: skip
 
     def collection(self, settings: Settings) -> Collection:
         """The collection ``settings`` names, on these models."""

@@ -106,7 +106,9 @@ class Collection:
 
     # --- reading ------------------------------------------------------------------------------
     def generation(self) -> str:
-        return self.store.generation()
+        """The store's generation, with this process's reads brought up to what other
+        processes wrote (ChunkStore.follow)."""
+        return self.store.follow()
 
     def count(self) -> int:
         """Chunks in the store."""
@@ -363,6 +365,7 @@ class Collection:
         where: dict[str, Any] | None = None,
     ) -> ScoredRetriever:
         self.require_chunks()
+        self.generation()  # see what another process wrote since the last question
         s = self.settings
         return ScoredRetriever(
             store=self.store,

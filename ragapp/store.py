@@ -132,6 +132,11 @@ class ChunkStore:
         """Changes on every write; "" for a collection that does not exist."""
         raise NotImplementedError
 
+    def follow(self) -> str:
+        """The generation, with reads made to see what other processes wrote since the last
+        call (an embedded Chroma process keeps its vector index in memory)."""
+        return self.generation()
+
     def get(
         self, ids: Sequence[str] | None = None, where: Where | None = None, vectors: bool = False
     ) -> list[tuple[Document, list[float] | None]]:
@@ -344,6 +349,17 @@ def make_client(settings: Settings) -> Any:
         raise StoreError(f"cannot open the Chroma store at {where}: {exc}") from exc
 
 
+def release_client(client: Any) -> None:
+    """Make the next embedded client on this path a new one that reads the files afresh.
+    Chroma shares one System per path within a process; this takes ``client``'s out of that
+    cache without stopping it, so calls already made with it finish."""
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    identifier = getattr(client, "_identifier", None)
+    SharedSystemClient._identifier_to_system.pop(identifier, None)  # type: ignore[arg-type]
+    SharedSystemClient._identifier_to_refcount.pop(identifier, None)  # type: ignore[arg-type]
+
+
 class ChromaStore(ChunkStore):
     """A Chroma collection (cosine space, no Chroma embedding function: ours only)."""
 
@@ -354,20 +370,38 @@ class ChromaStore(ChunkStore):
         spec: EmbeddingSpec,
         dim: int,
         embeddings: Callable[[], Embeddings],
+        reopen: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(name, spec, dim, embeddings)
         self._client = client
+        self._reopen = reopen
+        self._handles_of: Any = None  # the client the collection handles below came from
         self._collection: Any = None
         self._sides: dict[str, Any] = {}
+        self._seen: str | None = None  # the generation reads last followed
 
-    @cached_property
+    @property
     def client(self) -> Any:
         """Connected on first use: an ingest that changes nothing never imports chromadb."""
-        return self._client() if callable(self._client) else self._client
+        client = self._client() if callable(self._client) else self._client
+        if client is not self._handles_of:  # reopened: handles of the old client are stale
+            self._collection, self._sides, self._handles_of = None, {}, client
+        return client
+
+    def follow(self) -> str:
+        """Embedded Chroma keeps each collection's vector index in this process's memory:
+        a write by another process reaches its files but not our index. When the generation
+        moved and not by our hand, the client is reopened (tens of ms), which reads them."""
+        generation = self.generation()
+        if self._reopen is not None and self._seen is not None and generation != self._seen:
+            self._reopen()
+        self._seen = generation
+        return generation
 
     @property
     def collection(self) -> Any:
         """The Chroma collection, created on first use and checked against our model."""
+        self.client  # noqa: B018  (drops handles of a reopened client)
         if self._collection is None:
             self._collection = self.client.get_or_create_collection(
                 name=self.name,
@@ -409,9 +443,9 @@ class ChromaStore(ChunkStore):
         return str(meta.get("generation", ""))
 
     def _new_generation(self) -> None:
-        self.collection.modify(
-            metadata={**self.expected_metadata(), "generation": uuid.uuid4().hex}
-        )
+        generation = uuid.uuid4().hex
+        self.collection.modify(metadata={**self.expected_metadata(), "generation": generation})
+        self._seen = generation  # our own write: our index has it
 
     def get(
         self, ids: Sequence[str] | None = None, where: Where | None = None, vectors: bool = False

@@ -38,7 +38,11 @@ def test_ingest_status_retrieve_ask_json_shapes(docs: Path) -> None:
         "embedding_model": "fake-hash-64",
         "llm": "fake:bundled",
         "store": "memory://unit",
-        "missing": {"unrecorded_chunks": 0, "files_without_windows": 0, "chunks_without_windows": 0},
+        "missing": {
+            "unrecorded_chunks": 0,
+            "files_without_windows": 0,
+            "chunks_without_windows": 0,
+        },
     }
     results = json.loads(run("retrieve", "membership fee", "-k", "2", "--json").stdout)["results"]
     assert len(results) == 2 and set(results[0]) == {"source", "page", "score", "text"}

@@ -31,7 +31,11 @@ def test_sync_writes_chunks_and_records_together(docs: Path) -> None:
         "chunks": report.chunks,
         "embedding_model": "fake-hash-64",
         "store": "memory://unit",
-        "missing": {"unrecorded_chunks": 0, "files_without_windows": 0, "chunks_without_windows": 0},
+        "missing": {
+            "unrecorded_chunks": 0,
+            "files_without_windows": 0,
+            "chunks_without_windows": 0,
+        },
     }
     fees = str((docs / "fees.md").resolve())
     assert [c.text for c in collection.chunks_of(fees)] == [
