@@ -100,9 +100,9 @@ class Collection:
         return self.settings.data_dir / "uploads" / self.name
 
     @property
-    def search_path(self) -> Path:
+    def search_dir(self) -> Path:
         """This host's BM25 cache."""
-        return self.settings.data_dir / "search" / f"{self.name}.sqlite"
+        return self.settings.data_dir / "search" / self.name
 
     # --- reading ------------------------------------------------------------------------------
     def generation(self) -> str:
@@ -219,8 +219,7 @@ class Collection:
         collection."""
         dropped = self.store.drop()
         with self._index_lock:
-            for cache in (self.search_path, *self.search_path.parent.glob(f"{self.name}.sqlite-*")):
-                cache.unlink(missing_ok=True)
+            shutil.rmtree(self.search_dir, ignore_errors=True)
             shutil.rmtree(self.settings.data_dir / "keyword" / self.name, ignore_errors=True)
             self._index, self._index_generation = None, None
         return dropped
@@ -286,7 +285,7 @@ class Collection:
         with self._index_lock:
             generation = self.generation()
             if self._index is None:
-                self._index = KeywordIndex(self.search_path, self.store)
+                self._index = KeywordIndex(self.search_dir, self.store)
                 self._index_generation = self._index.generation()
             if generation != self._index_generation:
                 started = time.perf_counter()
@@ -365,15 +364,17 @@ class Collection:
         where: dict[str, Any] | None = None,
     ) -> ScoredRetriever:
         self.require_chunks()
-        self.generation()  # see what another process wrote since the last question
         s = self.settings
+        keyword = self.search_index()  # follows other processes' writes, as does generation()
+        if keyword is None:
+            self.generation()
         return ScoredRetriever(
             store=self.store,
             k=k or s.top_k,
             min_score=s.min_score if min_score is None else min_score,
             filter=where,
             mmr_lambda=s.mmr_lambda if s.search == "mmr" else None,
-            keyword=self.search_index(),
+            keyword=keyword,
             windows=s.window_chars > 0,
         )
 

@@ -63,7 +63,7 @@ def window_ids(doc: Document) -> list[str]:
 
 Where = dict[str, Any]  # a Chroma-style metadata filter: {"source": {"$in": [...]}}, "$and"
 Hit = tuple[Document, float]  # a chunk as a LangChain Document (id set), and its relevance
-Row = tuple[str, dict[str, Any], list[float] | None]  # a side-table row: id, metadata, vector
+Row = tuple[str, dict[str, Any], Any]  # a side-table row: id, metadata, vector (or None)
 
 
 def chunk_from(id_: str, text: str | None, meta: dict[str, Any] | None) -> Chunk:
@@ -214,8 +214,8 @@ class ChunkStore:
         by_chunk: dict[str, list[tuple[int, list[float]]]] = {}
         for id_, meta, vector in rows:
             chunk_id, n = id_.rsplit(_WINDOW, 1)
-            by_chunk.setdefault(str(meta.get("chunk", chunk_id)), []).append((int(n), vector or []))
-        return {c: [v for _, v in sorted(ws)] for c, ws in by_chunk.items()}
+            by_chunk.setdefault(str(meta.get("chunk", chunk_id)), []).append((int(n), vector))
+        return {c: [list(map(float, v)) for _, v in sorted(ws)] for c, ws in by_chunk.items()}
 
     def best_windows(self, docs: Sequence[Document], query: Sequence[float]) -> dict[str, float]:
         """Each chunk's best window cosine for a query vector (one read for all of them);
@@ -430,7 +430,15 @@ class ChromaStore(ChunkStore):
         }
 
     def count(self) -> int:
-        return int(self.collection.count()) if self.exists() else 0
+        from chromadb.errors import NotFoundError
+
+        if self._collection is None or self._handles_of is not self.client:
+            return int(self.collection.count()) if self.exists() else 0
+        try:  # one request, not two, on every question
+            return int(self._collection.count())
+        except NotFoundError:  # dropped by another process
+            self._collection = None
+            return 0
 
     def generation(self) -> str:
         """Read afresh, in one request (another process may have written since)."""
@@ -545,7 +553,7 @@ class ChromaStore(ChunkStore):
         )
         embeddings = got["embeddings"] if vectors else [None] * len(got["ids"])
         return [
-            (str(i), m or {}, None if v is None else list(map(float, v)))
+            (str(i), m or {}, v)
             for i, m, v in zip(got["ids"], got["metadatas"], embeddings, strict=True)
         ]
 

@@ -103,7 +103,7 @@ def test_keyword_index_follows_the_collection(clean_environ: Path) -> None:
     )
     index = collection.search_index()
     assert index is not None and index.search("apt pinning", 5) == ["a"]
-    assert collection.search_path.is_file()
+    assert collection.search_dir.is_dir()
     # another process (a new Collection) uses the saved cache; a change re-indexes that file
     collection.remove_files(["/d/a.md"])
     again = Collection(collection.settings, collection.store).search_index()
@@ -121,7 +121,7 @@ def test_keyword_index_reindexes_only_changed_files(clean_environ: Path) -> None
     """Bringing BM25 up to date reads the file records and the chunks of changed files only."""
     collection = _collection_with(clean_environ, {f"f{i}": f"text number {i}" for i in range(20)})
     index = collection.search_index()
-    assert index is not None and index.stats() == {"files": 20, "chunks": 20}
+    assert index is not None and index.stats() == {"files": 20, "chunks": 20, "segments": 1}
     write(collection, "f3", "text number three, edited")
     write(collection, "new", "another file")
     reads: list[object] = []

@@ -84,10 +84,10 @@ def test_remove_and_reset(docs: Path) -> None:
     assert collection.remove_files(gone) == 1
     assert "board.txt" not in {Path(p).name for p in collection.files()}
     collection.search_index()
-    assert collection.search_path.is_file()
+    assert collection.search_dir.is_dir()
     assert collection.reset() is True
     assert collection.files() == {} and collection.count() == 0
-    assert not collection.search_path.exists()
+    assert not collection.search_dir.exists()
     assert collection.reset() is False
     with pytest.raises(EmptyCollectionError, match="'default' is empty: run `ragapp ingest PATH`"):
         collection.retriever()
