@@ -60,6 +60,14 @@ def describe_missing(missing: dict[str, Any]) -> str:
     return "; ".join(parts) + f": {missing['fix']}"
 
 
+_LOG_FILES = 200  # re-indexing this many files (a new host's first look) is said aloud
+
+
+def _log_progress(done: int, total: int) -> None:
+    if total >= _LOG_FILES and (done == total or done % max(total // 4, 1) < 64):
+        log.info("keyword index: %d of %d changed files read from the store", done, total)
+
+
 @dataclass(frozen=True)
 class Copy:
     """What the store holds for a file, to reuse for identical content under another path."""
@@ -289,11 +297,12 @@ class Collection:
                 self._index_generation = self._index.generation()
             if generation != self._index_generation:
                 started = time.perf_counter()
-                changed = self._index.refresh(self.files(), generation)
-                if changed > 100:
+                changed = self._index.refresh(self.files(), generation, _log_progress)
+                if changed >= _LOG_FILES:
                     log.info(
-                        "BM25: %d files indexed in %.1f s", changed, time.perf_counter() - started
-                    )
+                        "keyword index of %r: %d files indexed in %.1f s",
+                        self.name, changed, time.perf_counter() - started,
+                    )  # fmt: skip
                 self._index_generation = generation
             return self._index
 

@@ -20,13 +20,13 @@ from tests.conftest import RAGAPP, SAMPLE_DOCS, free_port, run_cli, server_proce
 pytestmark = pytest.mark.e2e
 
 
-def contents(data_dir: Path) -> dict[str, Any]:
+def contents(data_dir: Path, **where: str) -> dict[str, Any]:
     """Everything a collection holds, comparable across data dirs: chunk ids, file records
     (without their times and generations) and window vectors per chunk."""
     from ragapp.app import Models
     from ragapp.settings import load_settings
 
-    settings = load_settings(data_dir=data_dir)
+    settings = load_settings(data_dir=data_dir, **where)
     collection = Models(settings).collection(settings)
     files = collection.files()
     return {
@@ -36,25 +36,31 @@ def contents(data_dir: Path) -> dict[str, Any]:
     }
 
 
-def start_ingest(data_dir: Path, *paths: Path) -> subprocess.Popen[str]:
+def start_ingest(data_dir: Path, *paths: Path, **env: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [*RAGAPP, "ingest", *map(str, paths), "--json"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "RAGAPP_DATA_DIR": str(data_dir)},
+        env={**os.environ, "RAGAPP_DATA_DIR": str(data_dir), **env},
     )
 
 
-def test_two_concurrent_ingests_of_overlapping_folders_equal_one_clean_ingest(
-    tmp_path: Path,
-) -> None:
+def overlapping_folders(tmp_path: Path) -> tuple[Path, Path]:
+    """sample_docs plus a subfolder of two more files: (the whole tree, the subfolder)."""
     docs = tmp_path / "docs"
     shutil.copytree(SAMPLE_DOCS, docs)
     more = docs / "more"
     more.mkdir()
     (more / "ferry.txt").write_text("The ferry to Lindholm leaves at 07:40 on weekdays.\n")
     (more / "boat.md").write_text("# Boats\n\nThe club's rowing boat is kept in shed 3.\n")
+    return docs, more
+
+
+def test_two_concurrent_ingests_of_overlapping_folders_equal_one_clean_ingest(
+    tmp_path: Path,
+) -> None:
+    docs, more = overlapping_folders(tmp_path)
     shared = tmp_path / "shared"
     both = [start_ingest(shared, docs), start_ingest(shared, more, docs / "faq.txt")]
     results = [p.communicate(timeout=600) for p in both]
@@ -69,6 +75,33 @@ def test_two_concurrent_ingests_of_overlapping_folders_equal_one_clean_ingest(
     expected = contents(clean)
     assert len(expected["files"]) == 7 and sum(expected["windows"].values()) > 0
     assert contents(shared) == expected
+
+
+def test_two_hosts_ingesting_overlapping_folders_at_once_on_a_chroma_server(
+    chroma_server: str, tmp_path: Path
+) -> None:
+    """Two hosts (separate data dirs, so no shared lock) ingest overlapping folders into one
+    Chroma server at the same time: both may write the overlap, and writes of the same
+    content converge (deterministic ids, same vectors), so the collection ends exactly as
+    one clean ingest."""
+    docs, more = overlapping_folders(tmp_path)
+    server = {"RAGAPP_CHROMA_URL": chroma_server}
+    hosts = [
+        start_ingest(tmp_path / "host-a", docs, RAGAPP_COLLECTION="hosts-shared", **server),
+        start_ingest(tmp_path / "host-b", more, docs / "faq.txt",
+                     RAGAPP_COLLECTION="hosts-shared", **server),
+    ]  # fmt: skip
+    results = [p.communicate(timeout=600) for p in hosts]
+    assert [p.returncode for p in hosts] == [0, 0], [err for _, err in results]
+    clean = {"RAGAPP_CHROMA_URL": chroma_server, "RAGAPP_COLLECTION": "hosts-clean"}
+    assert run_cli("ingest", str(docs), env=clean).code == 0
+    expected = contents(tmp_path / "c", chroma_url=chroma_server, collection="hosts-clean")
+    got = contents(tmp_path / "d", chroma_url=chroma_server, collection="hosts-shared")
+    assert len(expected["files"]) == 7
+    # chunk ids are a hash of path and text: the clean run's paths are the same files
+    assert got == expected
+    for name in ("hosts-shared", "hosts-clean"):
+        assert run_cli("reset", "--yes", env={**server, "RAGAPP_COLLECTION": name}).code == 0
 
 
 def wait_for_job(url: str, job_id: str) -> dict[str, Any]:

@@ -119,3 +119,20 @@ def test_path_filter_without_a_match(capsys: pytest.CaptureFixture[str], docs: P
     run("ingest", str(docs))
     code, _, err = run_main(capsys, "retrieve", "fee", "--path", "*.pdf")
     assert code == 1 and "no ingested file matches --path *.pdf" in err
+
+
+def test_status_reports_missing_windows_and_backfill_makes_them(
+    capsys: pytest.CaptureFixture[str], docs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (docs / "long.md").write_text("# Long\n\n" + " ".join(f"word{i}" for i in range(200)))
+    monkeypatch.setenv("RAGAPP_WINDOW_CHARS", "0")  # an earlier ragapp, or windows off
+    assert run("ingest", str(docs), "--json").exit_code == 0
+    monkeypatch.setenv("RAGAPP_WINDOW_CHARS", "300")
+    missing = json.loads(run("status", "--json").stdout)["missing"]
+    assert missing["files_without_windows"] == 4 and missing["fix"] == "run `ragapp backfill`"
+    code, _, err = run_main(capsys, "status")
+    assert code == 0 and "4 files" in err and "have no window vectors: run `ragapp backfill`" in err
+    made = json.loads(run("backfill", "--json").stdout)
+    assert (made["windowed_files"], made["recorded_files"]) == (4, 0) and made["windows"] >= 5
+    assert "fix" not in made["missing"]
+    assert "fix" not in json.loads(run("status", "--json").stdout)["missing"]
