@@ -18,12 +18,14 @@ and a host with an empty data dir pointed at the same server answers exactly as 
 that ingested:
 
 - ``files``: one record per file (ragapp.ledger reads and writes them);
-- ``windows``: each long chunk's window vectors (id ``CHUNK_ID:wN``; the chunk's metadata
-  says how many it has), read for the few dense candidates of a question.
+- ``windows``: each long chunk's window vectors, one row per chunk (its id), the vectors
+  in the row's metadata as float16 (never searched by vector, so no index to hold in
+  memory: a question reads its few candidates' rows by id).
 """
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from functools import cached_property
@@ -44,7 +46,6 @@ CHUNKER_VERSION = "2"
 _WRITE_BATCH = 1000
 _PAGE = 5000  # rows read per request when walking a whole table
 SIDE_TABLES = ("files", "windows")
-_WINDOW = ":w"  # window ids: f"{chunk_id}:w{n}"
 
 
 def side_name(name: str, table: str) -> str:
@@ -56,9 +57,13 @@ def is_side_name(name: str) -> bool:
     return any(name.endswith(f"__{t}") for t in SIDE_TABLES)
 
 
-def window_ids(doc: Document) -> list[str]:
-    """The ids of a chunk's window vectors (none for a chunk written without them)."""
-    return [f"{doc.id}{_WINDOW}{n}" for n in range(int(doc.metadata.get("windows") or 0))]
+def encode_vectors(vectors: Sequence[Sequence[float]]) -> str:
+    """Vectors as one metadata string (float16, base64): 2 bytes a dimension."""
+    return base64.b64encode(np.asarray(vectors, dtype="<f2").tobytes()).decode()
+
+
+def decode_vectors(text: str, dim: int) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype="<f2").reshape(-1, dim).astype(np.float32)
 
 
 Where = dict[str, Any]  # a Chroma-style metadata filter: {"source": {"$in": [...]}}, "$and"
@@ -210,30 +215,25 @@ class ChunkStore:
     # --- writing ------------------------------------------------------------------------------
     def file_windows(self, source: str) -> dict[str, list[list[float]]]:
         """A file's window vectors, by chunk id, in window order."""
-        rows = self._side_get("windows", where={"source": source}, vectors=True)
-        by_chunk: dict[str, list[tuple[int, list[float]]]] = {}
-        for id_, meta, vector in rows:
-            chunk_id, n = id_.rsplit(_WINDOW, 1)
-            by_chunk.setdefault(str(meta.get("chunk", chunk_id)), []).append((int(n), vector))
-        return {c: [list(map(float, v)) for _, v in sorted(ws)] for c, ws in by_chunk.items()}
+        return {
+            id_: decode_vectors(meta["vectors"], self.dim).tolist()
+            for id_, meta, _ in self._side_get("windows", where={"source": source})
+        }
 
     def best_windows(self, docs: Sequence[Document], query: Sequence[float]) -> dict[str, float]:
         """Each chunk's best window cosine for a query vector (one read for all of them);
         chunks without windows (short ones, or written without) are left out."""
-        ids = [w for doc in docs for w in window_ids(doc)]
-        if not ids:
-            return {}
-        rows = self._side_get("windows", ids=ids, vectors=True)
+        ids = [str(doc.id) for doc in docs if doc.metadata.get("windows")]
+        rows = self._side_get("windows", ids=ids) if ids else []
         if not rows:
             return {}
         q = np.asarray(query, dtype=np.float32)
-        matrix = np.asarray([vector for _, _, vector in rows], dtype=np.float32)
-        norms = np.linalg.norm(matrix, axis=1) * (np.linalg.norm(q) or 1.0)
-        scores = matrix @ q / np.where(norms == 0, 1.0, norms)
+        q = q / (np.linalg.norm(q) or 1.0)
         best: dict[str, float] = {}
-        for (_, meta, _), score in zip(rows, scores, strict=True):
-            chunk = str(meta["chunk"])
-            best[chunk] = max(best.get(chunk, -1.0), float(score))
+        for id_, meta, _ in rows:
+            matrix = decode_vectors(meta["vectors"], self.dim)
+            norms = np.linalg.norm(matrix, axis=1)
+            best[id_] = float((matrix @ q / np.where(norms == 0, 1.0, norms)).max())
         return best
 
     # --- writing ------------------------------------------------------------------------------
@@ -249,12 +249,15 @@ class ChunkStore:
         never counts windows the store lacks."""
         if len(chunks) != len(vectors) or (windows is not None and len(windows) != len(chunks)):
             raise StoreError(f"internal error: {len(chunks)} chunks but {len(vectors)} vectors")
-        w_ids, w_vectors, w_metas = self._window_rows(
-            source, chunks, windows or [[] for _ in chunks]
-        )
+        w_ids = [c.id for c, w in zip(chunks, windows or [], strict=False) if w]
+        w_metas = [
+            {"source": source, "n": len(w), "vectors": encode_vectors(w)}
+            for w in (windows or [])
+            if w
+        ]
         for i in range(0, len(w_ids), _WRITE_BATCH):
             end = i + _WRITE_BATCH
-            self._side_upsert("windows", w_ids[i:end], w_vectors[i:end], w_metas[i:end])
+            self._side_upsert("windows", w_ids[i:end], [[1.0]] * len(w_ids[i:end]), w_metas[i:end])
         ids = [c.id for c in chunks]
         metas = [
             {**c.metadata(), "windows": len(w)} if w else c.metadata()
@@ -272,18 +275,6 @@ class ChunkStore:
         stale_windows = {r[0] for r in self._side_get("windows", where={"source": source})}
         self._delete_side("windows", sorted(stale_windows - set(w_ids)))
         self._new_generation()
-
-    @staticmethod
-    def _window_rows(
-        source: str, chunks: Sequence[Chunk], windows: Sequence[Sequence[Sequence[float]]]
-    ) -> tuple[list[str], list[list[float]], list[dict[str, Any]]]:
-        ids, vectors, metas = [], [], []
-        for chunk, chunk_windows in zip(chunks, windows, strict=True):
-            for n, vector in enumerate(chunk_windows):
-                ids.append(f"{chunk.id}{_WINDOW}{n}")
-                vectors.append(list(map(float, vector)))
-                metas.append({"source": source, "chunk": chunk.id})
-        return ids, vectors, metas
 
     def delete_ids(self, ids: Iterable[str]) -> None:
         ids = list(ids)
@@ -512,8 +503,8 @@ class ChromaStore(ChunkStore):
 
     def _side(self, table: str, create: bool = True) -> Any:
         """A side table's Chroma collection, created on first write (None for a read before
-        it exists). Window vectors share the chunks' space; file records carry a constant
-        1-d vector (Chroma wants one)."""
+        it exists). Its rows carry a constant 1-d vector: Chroma wants one, nothing
+        searches them by vector, and so their index costs nothing."""
         from chromadb.errors import NotFoundError
 
         if table not in self._sides and not create:
@@ -526,7 +517,7 @@ class ChromaStore(ChunkStore):
                 name=side_name(self.name, table),
                 embedding_function=None,
                 metadata={"ragapp_side_table": table, "of": self.name},
-                configuration={"hnsw": {"space": "cosine" if table == "windows" else "l2"}},
+                configuration={"hnsw": {"space": "l2"}},
             )
         return self._sides[table]
 

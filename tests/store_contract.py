@@ -121,12 +121,12 @@ def check_side_tables_follow_their_file(make_store: MakeStore) -> None:
     store.write_file("/d/a.md", found, vectors, windows)
     by_chunk = store.file_windows("/d/a.md")
     assert list(by_chunk) == ["/d/a.md#0"] and by_chunk["/d/a.md#0"] == [
-        pytest.approx(v, abs=1e-6) for v in windows[0]
+        pytest.approx(v, abs=2e-3) for v in windows[0]  # kept as float16
     ]
     docs = [doc for doc, _ in store.get()]
     assert {d.id: d.metadata.get("windows") for d in docs} == {"/d/a.md#0": 2, "/d/a.md#1": None}
     best = store.best_windows(docs, EMBED.embed_query("chunk"))
-    assert list(best) == ["/d/a.md#0"] and best["/d/a.md#0"] == pytest.approx(1.0, abs=1e-4)
+    assert list(best) == ["/d/a.md#0"] and best["/d/a.md#0"] == pytest.approx(1.0, abs=2e-3)
     store.write_file("/d/a.md", found[:1], vectors[:1], [windows[0][:1]])  # one window now
     assert [len(v) for v in store.file_windows("/d/a.md").values()] == [1]
 

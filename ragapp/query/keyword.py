@@ -260,7 +260,8 @@ class KeywordIndex:
                     progress(min(start + _FILES_PER_READ, len(changed)), len(changed))
             if rows:
                 segments.append(Segment.build(f"seg-{uuid.uuid4().hex[:12]}", rows))
-            files = {p: g for p, g in indexed.items() if p not in set(gone)}
+            removed = set(gone)
+            files = {p: g for p, g in indexed.items() if p not in removed}
             files.update({p: records[p].generation for p in changed})
             self._save(self._merged(segments), files, generation)
         return len(changed)
