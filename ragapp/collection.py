@@ -87,6 +87,7 @@ class Collection:
         self._index: KeywordIndex | None = None
         self._index_generation: str | None = None
         self._index_lock = threading.Lock()
+        self._checked_generation: str | None = None  # the generation last seen not empty
         self._thread_write_lock = threading.RLock()  # threads of this process queue here
         self._write_depth = 0
 
@@ -284,14 +285,14 @@ class Collection:
         return dest
 
     # --- searching ----------------------------------------------------------------------------
-    def search_index(self) -> KeywordIndex | None:
+    def search_index(self, generation: str | None = None) -> KeywordIndex | None:
         """The BM25 side of hybrid search, brought up to date when the store's generation
         moved since it was last refreshed (by this process or another on this host): only
         files whose record generation changed are re-indexed. None unless search is hybrid."""
         if self.settings.search != "hybrid":
             return None
         with self._index_lock:
-            generation = self.generation()
+            generation = self.generation() if generation is None else generation
             if self._index is None:
                 self._index = KeywordIndex(self.search_dir, self.store)
                 self._index_generation = self._index.generation()
@@ -372,11 +373,12 @@ class Collection:
         min_score: float | None = None,
         where: dict[str, Any] | None = None,
     ) -> ScoredRetriever:
-        self.require_chunks()
+        generation = self.generation()  # and follow what other processes wrote
+        if generation != self._checked_generation:  # counting grows with the collection
+            self.require_chunks()
+            self._checked_generation = generation
         s = self.settings
-        keyword = self.search_index()  # follows other processes' writes, as does generation()
-        if keyword is None:
-            self.generation()
+        keyword = self.search_index(generation)
         return ScoredRetriever(
             store=self.store,
             k=k or s.top_k,
