@@ -9,7 +9,7 @@ real would take hours here). Then, with the real bundled embedder:
 
 - ``new host BM25``: building this host's BM25 cache from the store (once per host);
 - ``add`` / ``update``: one 1-chunk file added, then edited, through ``ragapp ingest FILE``
-  as a user runs it (whole command: model load included; max RSS of that process), and
+  as a user runs it (whole command: model load included; its peak RSS, VmHWM), and
   the same in process (``ingest_paths`` + the BM25 refresh), with the models loaded;
 - ``retrieve``: in process, the eval questions (Debian FAQ) through ``Collection.retrieve``
   (hybrid: dense + BM25 + window vectors), p50/p95; and ``ragapp retrieve`` as a command;
@@ -107,24 +107,32 @@ def synthesise(collection: Collection, chunks: int, words: list[str]) -> float:
 
 
 def run(command: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """A command's wall seconds, max RSS (MB, from wait4) and stdout."""
+    """A command's wall seconds, peak RSS (MB) and stdout. The peak is the child's own
+    VmHWM, polled until it exits: getrusage's maxrss would count this process's RSS at
+    fork, which the child inherits."""
     started = time.perf_counter()
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    streams: dict[str, bytes] = {}
-    readers = [
-        threading.Thread(target=lambda n=n, f=f: streams.__setitem__(n, f.read()))
-        for n, f in (("out", proc.stdout), ("err", proc.stderr))
-    ]
-    for reader in readers:
-        reader.start()
-    _, status, usage = os.wait4(proc.pid, 0)
-    for reader in readers:
-        reader.join()
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    peak = [0.0]
+
+    def watch() -> None:
+        status = Path(f"/proc/{proc.pid}/status")
+        while proc.poll() is None:
+            try:
+                found = re.search(r"VmHWM:\s+(\d+)", status.read_text())
+            except OSError:
+                break
+            if found:
+                peak[0] = max(peak[0], int(found.group(1)) / 1024)
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    out, err = proc.communicate()
+    watcher.join()
     seconds = time.perf_counter() - started
     if proc.returncode not in (0, 3):
-        raise SystemExit(f"{' '.join(command)} failed: {streams['err'].decode()[-2000:]}")
-    return seconds, usage.ru_maxrss / 1024, streams["out"].decode()
+        raise SystemExit(f"{' '.join(command)} failed: {err.decode()[-2000:]}")
+    return seconds, peak[0], out.decode()
 
 
 def wait_until(url: str, timeout: float = 120) -> None:

@@ -172,6 +172,7 @@ class KeywordIndex:
         self.store = store
         self._meta: dict[str, Any] = {}
         self._segments: list[Segment] = []
+        self._stats: tuple[int, list[tuple[Segment, np.ndarray, bool]]] | None = None
         self._load()
 
     # --- the saved state --------------------------------------------------------------------
@@ -188,6 +189,7 @@ class KeywordIndex:
         except (OSError, ValueError, KeyError):
             meta, segments = {"generation": "", "files": {}, "segments": []}, []
         self._meta, self._segments = meta, segments
+        self._stats = None
 
     def _save(self, segments: list[Segment], files: dict[str, str], generation: str) -> None:
         """Write the alive masks and the new meta beside the old, then swap the meta in (a
@@ -208,6 +210,7 @@ class KeywordIndex:
             if path.name not in keep:
                 shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
         self._meta, self._segments = meta, segments
+        self._stats = None
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -280,30 +283,48 @@ class KeywordIndex:
         return [base, *small]
 
     # --- searching --------------------------------------------------------------------------
+    def _live(self) -> tuple[int, list[tuple[Segment, np.ndarray, bool]]]:
+        """The live chunk count and, per segment with live chunks, each chunk's length
+        normaliser and whether all its chunks live: fixed until the next update."""
+        if self._stats is None:
+            live = [s for s in self._segments if s.alive.any()]
+            n = sum(int(s.alive.sum()) for s in live)
+            avgdl = sum(float(np.asarray(s.lengths)[s.alive].sum()) for s in live) / max(n, 1)
+            self._stats = (
+                n,
+                [
+                    (
+                        s,
+                        K1 * (1 - B + B * np.asarray(s.lengths) / max(avgdl, 1e-9)),
+                        bool(s.alive.all()),
+                    )
+                    for s in live
+                ],
+            )
+        return self._stats
+
     def search(self, query: str, k: int) -> list[str]:
         terms = list(dict.fromkeys(tokens(query)))
         if not terms or not self._segments:
             return []
-        live = [s for s in self._segments if s.alive.any()]
-        n = sum(int(s.alive.sum()) for s in live)
-        avgdl = sum(float(np.asarray(s.lengths)[s.alive].sum()) for s in live) / max(n, 1)
-        postings = {t: [s.postings(t) for s in live] for t in terms}
+        n, live = self._live()
+        postings = {t: [s.postings(t) for s, _, _ in live] for t in terms}
         idf = {}
         for term, found in postings.items():
-            df = sum(int(s.alive[d].sum()) for s, (d, _) in zip(live, found, strict=True))
+            df = sum(
+                len(d) if full else int(s.alive[d].sum())
+                for (s, _, full), (d, _) in zip(live, found, strict=True)
+            )
             idf[term] = math.log(1 + (n - df + 0.5) / (df + 0.5))
-        scored: list[tuple[np.ndarray, Segment]] = []
-        for i, segment in enumerate(live):
+        best: list[tuple[float, str]] = []
+        for i, (segment, norm, full) in enumerate(live):
             scores = np.zeros(len(segment.ids), dtype=np.float32)
-            norm = K1 * (1 - B + B * np.asarray(segment.lengths) / avgdl)
             for term in terms:
                 docs, tfs = postings[term][i]
                 if len(docs):
                     scores[docs] += idf[term] * tfs * (K1 + 1) / (tfs + norm[docs])
-            scores[~segment.alive] = 0
-            scored.append((scores, segment))
-        best: list[tuple[float, str]] = []
-        for scores, segment in scored:
+            if not full:
+                scores[~segment.alive] = 0
             top = np.argpartition(-scores, min(k, len(scores) - 1))[:k]
             best += [(float(scores[j]), str(segment.ids[j])) for j in top if scores[j] > 0]
         return [id_ for _, id_ in sorted(best, key=lambda x: -x[0])[:k]]

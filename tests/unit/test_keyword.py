@@ -105,7 +105,7 @@ def test_an_update_reads_only_the_changed_files_and_merging_keeps_the_results() 
     merged = Segment.merge("all", index._segments)
     assert len(merged.ids) == index.stats()["chunks"] == 38 * 5 + 1
     alone = KeywordIndex.__new__(KeywordIndex)
-    alone._segments, alone._meta = [merged], index._meta
+    alone._segments, alone._meta, alone._stats = [merged], index._meta, None
     for q in before:
         assert sorted(alone.search(q, 500)) == sorted(index.search(q, 500))  # all hits: no ties cut
 
