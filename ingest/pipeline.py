@@ -177,7 +177,10 @@ class _Sync:
 
     # --- planning: what does each file need? ---------------------------------------------------
     def plan(
-        self, found: Discovered, ledger: dict[str, FileEntry], by_hash: dict[str, str]
+        self,
+        found: Discovered,
+        ledger: dict[str, FileEntry],
+        twin_of: Callable[[str], str | None],
     ) -> _Job | None:
         """None when the file needs nothing (unchanged) or failed before parsing."""
         path, source = found.path, str(found.path)
@@ -214,7 +217,7 @@ class _Sync:
             self.report.unchanged += 1
             self.done(source, "unchanged")
             return None
-        twin = by_hash.get(sha)
+        twin = twin_of(sha)
         if twin is not None and Path(twin).suffix.lower() != path.suffix.lower():
             twin = None  # same bytes, other format: parsed differently
         return _Job(
@@ -355,12 +358,17 @@ def _ingest(
     found = list(discover(p for p in paths if p.exists()))
     if progress is not None:
         progress.start(len(found))
-    entries = collection.files()
-    by_hash = {e.sha256: e.path for e in entries.values()}
-
-    jobs = [job for item in found if (job := sync.plan(item, entries, by_hash)) is not None]
-    present = {str(f.path) for f in found}
     roots = [p.resolve() for p in paths if p.is_dir()]
+    if roots:  # a folder: every record, to find the files that vanished from it
+        entries = collection.files()
+        by_hash = {e.sha256: e.path for e in entries.values()}
+        twin_of: Callable[[str], str | None] = by_hash.get
+    else:  # files only: their own records, and a look-up per new content (cost: O(files given))
+        entries = collection.ledger.entries_of([str(f.path) for f in found])
+        twin_of = collection.ledger.with_hash
+
+    jobs = [job for item in found if (job := sync.plan(item, entries, twin_of)) is not None]
+    present = {str(f.path) for f in found}
     unlistable = [f.path for f in found if f.error]  # what was in there is unknown, not gone
     gone = (
         []

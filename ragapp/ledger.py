@@ -69,6 +69,19 @@ class Ledger:
         found = self.store.records([path])
         return FileEntry.from_meta(found[0]) if found else None
 
+    def entries_of(self, paths: list[str]) -> dict[str, FileEntry]:
+        """The records of these paths only (one request per thousand)."""
+        found: dict[str, FileEntry] = {}
+        for start in range(0, len(paths), 1000):
+            for meta in self.store.records(paths[start : start + 1000]):
+                found[str(meta["path"])] = FileEntry.from_meta(meta)
+        return found
+
+    def with_hash(self, sha256: str) -> str | None:
+        """A recorded file with this content, if any."""
+        found = self.store.records(where={"sha256": sha256})
+        return min(str(m["path"]) for m in found) if found else None
+
     def record(
         self, path: str, size: int, mtime_ns: int, sha256: str, chunks: int, windows: int = 0
     ) -> None:

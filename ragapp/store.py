@@ -296,8 +296,10 @@ class ChunkStore:
         return len(ids)
 
     # --- file records (the side table ragapp.ledger keeps) -------------------------------------
-    def records(self, paths: Sequence[str] | None = None) -> list[dict[str, Any]]:
-        return [meta for _, meta, _ in self._side_get("files", ids=paths)]
+    def records(
+        self, paths: Sequence[str] | None = None, where: Where | None = None
+    ) -> list[dict[str, Any]]:
+        return [meta for _, meta, _ in self._side_get("files", ids=paths, where=where)]
 
     def put_records(self, records: Sequence[dict[str, Any]]) -> None:
         """Write file records and move the generation: a reader that sees the new generation

@@ -121,7 +121,8 @@ def check_side_tables_follow_their_file(make_store: MakeStore) -> None:
     store.write_file("/d/a.md", found, vectors, windows)
     by_chunk = store.file_windows("/d/a.md")
     assert list(by_chunk) == ["/d/a.md#0"] and by_chunk["/d/a.md#0"] == [
-        pytest.approx(v, abs=2e-3) for v in windows[0]  # kept as float16
+        pytest.approx(v, abs=2e-3)
+        for v in windows[0]  # kept as float16
     ]
     docs = [doc for doc, _ in store.get()]
     assert {d.id: d.metadata.get("windows") for d in docs} == {"/d/a.md#0": 2, "/d/a.md#1": None}
