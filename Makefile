@@ -13,7 +13,8 @@ LLAMA_CMAKE   := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -D
 LLAMA_WHEELS  := $(HOME)/.cache/ragapp/wheels/llama-avx2
 DEMO_Q ?= What was the cooperative's total income for 2025?
 
-.PHONY: install system-deps demo serve test test-unit test-integration lint bench lock clean
+.PHONY: install system-deps demo serve test test-unit test-integration lint bench lock clean \
+        compose-deps compose-images compose-test compose-clean
 
 # Debian packages for OCR (scanned PDFs, images), pandoc formats (odt, rtf, epub) and the
 # browser the web UI tests drive (chromium), and strace (the gpt4all no-network test).
@@ -71,6 +72,25 @@ lock:  ## re-pin the whole dependency tree from the current .venv
 	$(PIP) freeze | grep -viE '^(-e |ragapp|pip==|setuptools==)' | sed -e 's/^torch==2.13.0+cpu/torch==2.13.0/' \
 	  -e 's/^llama_cpp_python @ .*/llama_cpp_python==$(LLAMA_VERSION)/' > $(LOCK).new
 	{ sed -n '1,2p' $(LOCK); cat $(LOCK).new; } > $(LOCK).tmp && mv $(LOCK).tmp $(LOCK) && rm $(LOCK).new
+
+# podman and what it needs on these machines (no Docker engine): runc (crun fails here),
+# debootstrap (the base image, where no registry is reachable). See docker/podman/.
+COMPOSE_DEPS := podman runc debootstrap
+export CONTAINERS_CONF ?= $(CURDIR)/docker/podman/containers.conf
+
+compose-deps:  ## podman, runc, debootstrap (needs root) and the debian:bookworm-slim base image
+	@missing=$$(for p in $(COMPOSE_DEPS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+	docker/podman/base-image.sh
+
+compose-images: compose-deps  ## build ragapp's image (and the chromadb/chroma stand-in) with podman
+	docker/podman/build-images.sh
+
+compose-test: install compose-deps  ## build the images, bring the compose stack up, test it, tear it down
+	$(BIN)/python -m pytest tests/integration/test_compose.py
+
+compose-clean:  ## remove the images compose-images built
+	-podman rmi -f localhost/ragapp:latest docker.io/chromadb/chroma:1.5.9
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
