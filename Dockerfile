@@ -5,7 +5,7 @@
 #   CUDA:           docker build -t ragapp:cuda \
 #                     --build-arg BUILD_BASE=nvidia/cuda:12.4.1-devel-ubuntu22.04 \
 #                     --build-arg RUNTIME_BASE=nvidia/cuda:12.4.1-runtime-ubuntu22.04 \
-#                     --build-arg CMAKE_ARGS="-DGGML_CUDA=on" .
+#                     --build-arg CMAKE_ARGS="-DGGML_CUDA=on -DGGML_NATIVE=OFF -DGGML_AVX2=ON" .
 #
 # Both bases are apt-based and carry python3.11 (Debian bookworm's default; Ubuntu 22.04's
 # universe). Nothing here runs as root at run time.

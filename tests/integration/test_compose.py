@@ -41,13 +41,16 @@ OUTSIDE = "192.0.2.1"
 
 
 def podman_env() -> dict[str, str]:
-    env = dict(os.environ)
+    # no RAGAPP_* from the test session: compose would take them over the env file
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAGAPP_")}
     # the sandbox's podman settings (runc, no default ulimits, cgroupfs) unless told otherwise
     env.setdefault("CONTAINERS_CONF", str(ROOT / "docker" / "podman" / "containers.conf"))
     return env
 
 
-def run(cmd: list[str], timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run(
+    cmd: list[str], timeout: float = 600, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
         cmd, capture_output=True, text=True, timeout=timeout, env=podman_env(), cwd=ROOT
     )
@@ -80,7 +83,12 @@ class Stack:
         # podman 4.3 runs no healthcheck timers without systemd: run the check ourselves.
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if run(["podman", "healthcheck", "run", self.container(service)], check=False).returncode == 0:
+            if (
+                run(
+                    ["podman", "healthcheck", "run", self.container(service)], check=False
+                ).returncode
+                == 0
+            ):
                 return
             time.sleep(2)
         raise AssertionError(f"{service} not healthy after {timeout:.0f} s:\n{self.logs(service)}")
@@ -158,7 +166,8 @@ def test_upload_then_a_cited_answer_from_the_llamacpp_server(stack: Stack) -> No
         accepted = client.post("/api/documents", files=files)
         assert accepted.status_code == 202, accepted.text
         job = wait_for_job(client, accepted.json()["job_id"])
-        assert job["state"] == "done" and not job["failed"], job
+        assert job["state"] == "done" and not job["failures"], job
+        assert job["report"]["added"] == len(files), job["report"]
 
         status = client.get("/api/status").json()
         assert status["llm"] == "openai:local", status  # the llamacpp container answers
@@ -201,35 +210,38 @@ def test_the_watcher_keeps_the_documents_folder_in_sync(stack: Stack) -> None:
 
 
 @pytest.mark.parametrize("service", ["chroma", "llamacpp"])
-def test_the_backend_network_has_no_way_out(stack: Stack, service: str) -> None:
+def test_the_servers_have_no_way_out(stack: Stack, service: str) -> None:
     # No default route in the container: nothing outside the project's network is
     # reachable, whatever a process inside tries.
     routes = stack.exec(service, "cat", "/proc/net/route")
     assert routes.returncode == 0, routes.stderr
     destinations = [line.split()[1] for line in routes.stdout.splitlines()[1:]]
     assert destinations and "00000000" not in destinations, routes.stdout
-    # A connection out fails at once (no route), while the stack's own services answer.
-    probe = (
-        "import json, socket\n"
-        "def attempt(host, port):\n"
-        "    try:\n"
-        "        socket.create_connection((host, port), timeout=5).close()\n"
-        "        return 'connected'\n"
-        "    except OSError as e:\n"
-        "        return type(e).__name__ + ': ' + str(e)\n"
-        f"print(json.dumps({{'outside': attempt('{OUTSIDE}', 80), "
-        "'chroma': attempt('chroma', 8000)}))\n"
-    )
-    if service == "chroma":  # the chroma image has bash and no python: the same with /dev/tcp
+    # A connection out fails at once, and so does every name lookup (no query leaves: the
+    # resolver is loopback), while the server itself answers on the stack's network.
+    if service == "chroma":  # the chroma image has bash and no python: /dev/tcp and getent
         out = stack.exec(
             "chroma", "/bin/bash", "-c",
             f"(exec 3<>/dev/tcp/{OUTSIDE}/80) 2>&1 && echo connected; "
-            "(exec 3<>/dev/tcp/127.0.0.1/8000) && echo chroma-ok",
+            "getent hosts pypi.org chroma || echo no-names; "
+            "(exec 3<>/dev/tcp/127.0.0.1/8000) && echo serving",
         )  # fmt: skip
         assert "connected" not in out.stdout and "unreachable" in out.stdout.lower(), out
-        assert "chroma-ok" in out.stdout, out
+        assert "no-names" in out.stdout and "serving" in out.stdout, out
     else:
+        probe = (
+            "import json, socket\n"
+            "def attempt(f):\n"
+            "    try:\n"
+            "        return 'ok: %s' % (f(),)\n"
+            "    except OSError as e:\n"
+            "        return type(e).__name__ + ': ' + str(e)\n"
+            f"print(json.dumps({{'outside': attempt(lambda: socket.create_connection(('{OUTSIDE}', 80), 5)), "
+            "'dns': attempt(lambda: socket.getaddrinfo('pypi.org', 443)), "
+            "'serving': attempt(lambda: socket.create_connection(('127.0.0.1', 8080), 5))}))\n"
+        )
         out = stack.exec(service, "python", "-c", probe)
         result = json.loads(out.stdout)
-        assert result["chroma"] == "connected", result
         assert "unreachable" in result["outside"].lower(), result
+        assert result["dns"].startswith("gaierror"), result
+        assert result["serving"].startswith("ok"), result
