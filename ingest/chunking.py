@@ -12,6 +12,10 @@ from typing import Any
 
 from ragapp.types import Chunk
 
+# Pieces shorter than this are joined to a neighbour (merge_small): alone, a lone title or a
+# fragment like "dent." is a chunk that matches many questions and answers none.
+MIN_CHUNK_CHARS = 50
+
 
 def chunk_id(source: str, text: str, occurrence: int = 0) -> str:
     """Stable id from the file path and the chunk's content (and its repeat number, so two
@@ -52,17 +56,23 @@ def chunk_elements(
         for _, group in groupby(elements, key=lambda e: getattr(e.metadata, "section_group", None))
         for piece in chunk_group(list(group))
     ]
-    chunks: list[Chunk] = []
-    seen: Counter[str] = Counter()
-    index = 0
+    cut: list[tuple[str, int | None, str | None]] = []  # (text, page, section)
     section: str | None = None
     for piece in pieces:
         text = (piece.text or "").strip()
         originals = getattr(piece.metadata, "orig_elements", None) or [piece]
         if _is_title(originals[0]):
             section = originals[0].text.strip()
-        if not text:
-            continue
+        if text:
+            cut.append((text, piece.metadata.page_number, section[:200] if section else None))
+        # a section title that closes a chunk heads the chunks after it
+        titles = [o for o in originals if _is_title(o)]
+        if titles:
+            section = titles[-1].text.strip()
+
+    chunks: list[Chunk] = []
+    seen: Counter[str] = Counter()
+    for index, (text, page, section) in enumerate(merge_small(cut, chunk_size)):
         occurrence = seen[text]
         seen[text] += 1
         chunks.append(
@@ -70,19 +80,58 @@ def chunk_elements(
                 id=chunk_id(source, text, occurrence),
                 text=text,
                 source=source,
-                page=piece.metadata.page_number,
-                section=section[:200] if section else None,
+                page=page,
+                section=section,
                 file_hash=file_hash,
                 file_type=file_type,
                 index=index,
             )
         )
-        index += 1
-        # a section title that closes a chunk heads the chunks after it
-        titles = [o for o in originals if _is_title(o)]
-        if titles:
-            section = titles[-1].text.strip()
     return chunks
+
+
+def merge_small(
+    cut: list[tuple[str, int | None, str | None]],
+    max_chars: int,
+    min_chars: int = MIN_CHUNK_CHARS,
+) -> list[tuple[str, int | None, str | None]]:
+    """Pieces shorter than ``min_chars`` joined to a neighbour on the same page: a lone
+    heading to the piece after it (it heads what follows), a fragment like "dent." to the
+    piece before it (it ends what came before; never forward, into another section). A
+    heading with nothing after it on its page joins the piece before it. Without such a
+    neighbour, or when the two would pass ``max_chars``, a short piece stays as it is."""
+    Piece = tuple[str, int | None, str | None]
+    out: list[Piece] = []
+
+    def join_previous(piece: Piece) -> None:
+        if out and out[-1][1] == piece[1] and len(out[-1][0]) + 1 + len(piece[0]) <= max_chars:
+            out[-1] = (f"{out[-1][0]}\n{piece[0]}", out[-1][1], out[-1][2])
+        else:
+            out.append(piece)
+
+    heading: Piece | None = None  # a short heading, waiting for the piece after it
+    for text, page, section in cut:
+        if heading is not None:
+            if heading[1] == page and len(heading[0]) + 2 + len(text) <= max_chars:
+                text = f"{heading[0]}\n\n{text}"
+            else:
+                join_previous(heading)
+            heading = None
+        if len(text) >= min_chars:
+            out.append((text, page, section))
+        elif _is_heading_like(text):
+            heading = (text, page, section)
+        else:
+            join_previous((text, page, section))
+    if heading is not None:
+        join_previous(heading)
+    return out
+
+
+def _is_heading_like(text: str) -> bool:
+    """A short piece that reads as a heading (no closing punctuation) heads the next piece
+    rather than trailing the previous one."""
+    return not text.rstrip().endswith((".", ",", ";", ":", "!", "?", ")", "]", '"', "'"))
 
 
 def embedding_text(chunk: Chunk) -> str:

@@ -11,6 +11,7 @@ raise, so no file can make ragapp reach the network.
 
 from __future__ import annotations
 
+import codecs
 import functools
 import shutil
 from collections.abc import Callable
@@ -18,6 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import ragapp  # noqa: F401  (sets the offline/telemetry env vars before unstructured loads)
+
+# The reason for a file that parsed but holds no text (a photo, a blank scan): it is
+# skipped, not failed, and remembered like a failure so it is not parsed again unchanged.
+NO_TEXT = "no text found"
 
 
 class LoadError(Exception):
@@ -270,12 +275,34 @@ def rows_with_headers(elements: list[Any]) -> list[Any]:
     return out
 
 
+def _partitioner_key(path: Path) -> str:
+    """The partitioner a file gets: by its extension; a file without one (README, NEWS,
+    LICENSE) is read as text when its first 8 KiB are UTF-8 with no NUL byte."""
+    suffix = path.suffix.lower()
+    return ".txt" if not suffix and _looks_like_text(path) else suffix
+
+
+def _looks_like_text(path: Path) -> bool:
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(8192)
+    except OSError:
+        return False
+    if not head or b"\0" in head:
+        return False
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def file_type(path: Path) -> str:
-    return path.suffix.lower().lstrip(".")
+    return _partitioner_key(path).lstrip(".")
 
 
 def is_supported(path: Path) -> bool:
-    return path.suffix.lower() in PARTITIONERS
+    return _partitioner_key(path) in PARTITIONERS
 
 
 @functools.cache
@@ -309,7 +336,7 @@ def _reason(exc: Exception) -> str:
 
 def load_elements(path: Path) -> list[Any]:
     """The file's elements, or LoadError with a one-line reason."""
-    partition = PARTITIONERS.get(path.suffix.lower())
+    partition = PARTITIONERS.get(_partitioner_key(path))
     if partition is None:
         raise UnsupportedFile(f"unsupported file type {path.suffix or '(no extension)'!r}")
     if path.stat().st_size == 0:
@@ -322,5 +349,5 @@ def load_elements(path: Path) -> list[Any]:
     except Exception as exc:  # parsers raise anything; the file is skipped with the reason
         raise LoadError(_reason(exc)) from exc
     if not _has_text(elements):
-        raise LoadError("no text found")
+        raise LoadError(NO_TEXT)
     return elements

@@ -19,19 +19,27 @@ import multiprocessing
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from ingest.chunking import chunk_elements, embedding_text, rekey
 from ingest.discover import Discovered, discover
-from ingest.loaders import LoadError, UnsupportedFile, file_type, is_supported, load_elements
+from ingest.loaders import (
+    NO_TEXT,
+    LoadError,
+    UnsupportedFile,
+    file_type,
+    is_supported,
+    load_elements,
+)
 from ragapp.collection import Collection
-from ragapp.ledger import FileEntry, is_under
+from ragapp.ledger import FailedFile, FileEntry, is_under
 from ragapp.types import Chunk
 
 log = logging.getLogger("ragapp.ingest")
@@ -45,6 +53,8 @@ _MIN_FILES_FOR_WORKERS = 6
 class IngestProgress(Protocol):
     def start(self, total_files: int) -> None: ...
     def file_done(self, path: str, status: str, chunks: int) -> None: ...
+    def phase(self, name: str, done: int, total: int) -> None:
+        """Work after the files: ``index`` (the BM25 cache, files done of total)."""
 
 
 @dataclass
@@ -55,14 +65,32 @@ class IngestReport:
     unchanged: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    # failed or skipped files not parsed again (unchanged since then): path -> attempted at
+    remembered: dict[str, str] = field(default_factory=dict)
     chunks: int = 0  # chunks written by this run
     reused: int = 0  # added/updated files whose vectors were copied, not recomputed
     seconds: float = 0.0
+    # wall seconds by phase: scan (discover, stat, hash), parse (waiting on the parsers),
+    # embed, write, remove, index (BM25); parsing overlaps embedding in worker processes
+    phases: dict[str, float] = field(default_factory=dict)
     dry_run: bool = False
     changes: list[tuple[str, str]] = field(default_factory=list)  # (status, path)
 
+    def _problem(self, path: str, reason: str) -> dict[str, Any]:
+        if path in self.remembered:  # not parsed this time: when it was
+            return {"path": path, "reason": reason, "attempted_at": self.remembered[path]}
+        return {"path": path, "reason": reason}
+
     def count(self, status: str) -> None:
         setattr(self, status, getattr(self, status) + 1)
+
+    @contextmanager
+    def timed(self, phase: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phases[phase] = self.phases.get(phase, 0.0) + time.perf_counter() - started
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -70,11 +98,12 @@ class IngestReport:
             "updated": self.updated,
             "removed": self.removed,
             "unchanged": self.unchanged,
-            "failed": [{"path": p, "reason": r} for p, r in self.failed],
-            "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+            "failed": [self._problem(p, r) for p, r in self.failed],
+            "skipped": [self._problem(p, r) for p, r in self.skipped],
             "chunks": self.chunks,
             "reused": self.reused,
             "seconds": round(self.seconds, 3),
+            "phases": {name: round(sec, 3) for name, sec in self.phases.items()},
         }
         if self.dry_run:
             data["dry_run"] = True
@@ -105,7 +134,7 @@ def parse_file(path: str, sha256: str, chunk_size: int, chunk_overlap: int) -> l
         return str(exc)
     except OSError as exc:
         return f"cannot read: {exc.strerror or exc}"
-    return chunks or "no text found"
+    return chunks or NO_TEXT
 
 
 def _release_free_memory() -> None:
@@ -154,15 +183,21 @@ class _Job:
 
 class _Sync:
     def __init__(
-        self, collection: Collection, progress: IngestProgress | None, dry_run: bool = False
+        self,
+        collection: Collection,
+        progress: IngestProgress | None,
+        dry_run: bool = False,
+        retry_failed: bool = False,
     ) -> None:
         self.dry_run = dry_run
+        self.retry_failed = retry_failed
         self.collection = collection
         self.settings = collection.settings
         self.progress = progress
         self.report = IngestReport()
         self.pending: list[tuple[_Job, list[Chunk]]] = []
         self.log_lines: list[str] = []
+        self.failures: dict[str, FailedFile] = {}  # failure records of the files in view
 
     # --- bookkeeping ----------------------------------------------------------------------
     def done(self, path: str, status: str, chunks: int = 0) -> None:
@@ -171,6 +206,9 @@ class _Sync:
 
     def fail(self, path: str, reason: str, skipped: bool = False) -> None:
         (self.report.skipped if skipped else self.report.failed).append((path, reason))
+        if path in self.report.remembered:
+            self.done(path, "skipped" if skipped else "failed")
+            return  # logged when it was attempted
         stamp = datetime.now(UTC).isoformat(timespec="seconds")
         self.log_lines.append(f"{stamp}\t{'skipped' if skipped else 'failed'}\t{path}\t{reason}")
         self.done(path, "skipped" if skipped else "failed")
@@ -200,7 +238,18 @@ class _Sync:
                 self.report.unchanged += 1
                 self.done(source, "unchanged")
                 return None
+            failure = None if self.retry_failed else self.failures.get(source)
+            if failure and (failure.size, failure.mtime_ns) == (st.st_size, st.st_mtime_ns):
+                self.still_failing(failure)
+                return None
             sha = file_sha256(path)
+            if failure and failure.sha256 == sha:  # touched, not changed: still failing
+                if not self.dry_run:
+                    self.collection.ledger.remember_failure(
+                        replace(failure, size=st.st_size, mtime_ns=st.st_mtime_ns)
+                    )
+                self.still_failing(failure)
+                return None
         except UnsupportedFile as exc:
             # Inside a folder an unsupported file is skipped; named on its own, it failed.
             self.fail(source, str(exc), skipped=found.path != found.root)
@@ -230,10 +279,27 @@ class _Sync:
             reuse_from=twin if twin and twin != source else None,
         )
 
+    def still_failing(self, failure: FailedFile) -> None:
+        """Report a file that failed (or held no text) and has not changed since, without
+        parsing it again."""
+        when = datetime.fromtimestamp(failure.attempted_at, UTC)
+        self.report.remembered[failure.path] = when.isoformat(timespec="seconds")
+        reason = (
+            f"{failure.reason} (unchanged since the attempt of {when:%Y-%m-%d %H:%M} UTC; "
+            "--retry-failed parses it again)"
+        )
+        self.fail(failure.path, reason, skipped=failure.skipped)
+
     # --- writing ----------------------------------------------------------------------------
     def add_parsed(self, job: _Job, result: list[Chunk] | str) -> None:
         if isinstance(result, str):
-            self.fail(job.source, result)
+            skipped = result == NO_TEXT
+            self.fail(job.source, result, skipped=skipped)
+            failure = FailedFile(
+                job.source, job.size, job.mtime_ns, job.sha256, result, time.time(), skipped
+            )
+            self.collection.ledger.remember_failure(failure)
+            self.failures[job.source] = failure
             return
         self.pending.append((job, result))
         if sum(len(chunks) for _, chunks in self.pending) >= _FLUSH_CHUNKS:
@@ -245,7 +311,8 @@ class _Sync:
         if not self.pending:
             return
         every = [c for _, chunks in self.pending for c in chunks]
-        vectors, windows = self.collection.embed(every, [embedding_text(c) for c in every])
+        with self.report.timed("embed"):
+            vectors, windows = self.collection.embed(every, [embedding_text(c) for c in every])
         at = 0
         for job, chunks in self.pending:
             end = at + len(chunks)
@@ -262,10 +329,13 @@ class _Sync:
         windows: Sequence[Sequence[Sequence[float]]],
         window_chars: int,
     ) -> None:
-        self.collection.write_file(
-            job.source, chunks, vectors, job.size, job.mtime_ns, job.sha256,
-            windows, window_chars,
-        )  # fmt: skip
+        with self.report.timed("write"):
+            self.collection.write_file(
+                job.source, chunks, vectors, job.size, job.mtime_ns, job.sha256,
+                windows, window_chars,
+            )  # fmt: skip
+        if self.failures.pop(job.source, None) is not None:  # it parses now
+            self.collection.ledger.forget_failures([job.source])
         self.report.count(job.status)
         self.report.chunks += len(chunks)
         self.done(job.source, job.status, len(chunks))
@@ -289,9 +359,12 @@ def _parse_all(
     the results to the writer. Whenever no parse result is ready, the main process embeds
     what it has, so parsing and embedding overlap instead of waiting on each other."""
     args = (sync.settings.chunk_size, sync.settings.chunk_overlap)
+    timed = sync.report.timed
     if workers < 1 or len(jobs) < _MIN_FILES_FOR_WORKERS:
         for job in jobs:
-            sync.add_parsed(job, parse(job.source, job.sha256, *args))
+            with timed("parse"):
+                result = parse(job.source, job.sha256, *args)
+            sync.add_parsed(job, result)
         return
     window = workers * 8  # files in flight: bounds memory, keeps workers busy
     todo = deque(jobs)
@@ -304,13 +377,16 @@ def _parse_all(
                 try:
                     inflight[pool.submit(parse, job.source, job.sha256, *args)] = job
                 except BrokenProcessPool:
-                    sync.add_parsed(job, parse(job.source, job.sha256, *args))
+                    with timed("parse"):
+                        result = parse(job.source, job.sha256, *args)
+                    sync.add_parsed(job, result)
             ready = [f for f in inflight if f.done()]
             if not ready:
                 if sync.pending:
                     sync.flush()  # embed while the parsers work
                 else:
-                    wait(inflight, return_when=FIRST_COMPLETED)
+                    with timed("parse"):  # nothing to embed: waiting on the parsers
+                        wait(inflight, return_when=FIRST_COMPLETED)
                 continue
             for future in ready:
                 job = inflight.pop(future)
@@ -329,30 +405,28 @@ def ingest_paths(
     progress: IngestProgress | None = None,
     keep_deleted: bool = False,
     dry_run: bool = False,
+    retry_failed: bool = False,
 ) -> IngestReport:
     """Sync the collection with ``paths`` (files and folders), holding the collection's
-    write lock: a second sync of overlapping folders waits, then finds them done."""
+    write lock: a second sync of overlapping folders waits, then finds them done. A file
+    that failed before (or held no text) is reported again without being parsed while it
+    is unchanged, unless ``retry_failed``."""
+    sync = _Sync(collection, progress, dry_run, retry_failed)
     if dry_run:
-        return _ingest(paths, collection, progress, keep_deleted, dry_run)
+        return _ingest(paths, sync, keep_deleted)
     with collection.write_lock(lambda: _waiting(collection)):
-        return _ingest(paths, collection, progress, keep_deleted, dry_run)
+        return _ingest(paths, sync, keep_deleted)
 
 
 def _waiting(collection: Collection) -> None:
     log.warning("waiting for another process writing to collection %r", collection.name)
 
 
-def _ingest(
-    paths: Iterable[Path],
-    collection: Collection,
-    progress: IngestProgress | None,
-    keep_deleted: bool,
-    dry_run: bool,
-) -> IngestReport:
+def _ingest(paths: Iterable[Path], sync: _Sync, keep_deleted: bool) -> IngestReport:
     started = time.perf_counter()
+    collection, progress, dry_run = sync.collection, sync.progress, sync.dry_run
     settings = collection.settings
     paths = [Path(p).expanduser() for p in paths]
-    sync = _Sync(collection, progress, dry_run)
     sync.report.dry_run = dry_run
     missing = [str(p) for p in paths if not p.exists()]
     found = list(discover(p for p in paths if p.exists()))
@@ -363,11 +437,14 @@ def _ingest(
         entries = collection.files()
         by_hash = {e.sha256: e.path for e in entries.values()}
         twin_of: Callable[[str], str | None] = by_hash.get
+        sync.failures = collection.ledger.failures()
     else:  # files only: their own records, and a look-up per new content (cost: O(files given))
         entries = collection.ledger.entries_of([str(f.path) for f in found])
         twin_of = collection.ledger.with_hash
+        sync.failures = collection.ledger.failures([str(f.path) for f in found])
 
-    jobs = [job for item in found if (job := sync.plan(item, entries, twin_of)) is not None]
+    with sync.report.timed("scan"):
+        jobs = [job for item in found if (job := sync.plan(item, entries, twin_of)) is not None]
     present = {str(f.path) for f in found}
     unlistable = [f.path for f in found if f.error]  # what was in there is unknown, not gone
     gone = (
@@ -391,8 +468,13 @@ def _ingest(
         to_parse = [j for j in jobs if not (j.reuse_from and sync.reuse(j))]
         _parse_all(sync, to_parse, settings.resolved_ingest_workers, parse_file)
         sync.flush()
-        collection.remove_files(gone)
+        with sync.report.timed("remove"):
+            collection.remove_files(gone)
         sync.report.removed += len(gone)
+        # the failure records of failed files that vanished from the folders
+        collection.ledger.forget_failures(
+            [s for s in sync.failures if s not in present and any(is_under(s, r) for r in roots)]
+        )
 
     for path in missing:
         sync.fail(path, "no such file or directory")
@@ -401,5 +483,12 @@ def _ingest(
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("a", encoding="utf-8") as fh:
             fh.write("\n".join(sync.log_lines) + "\n")
-    sync.report.seconds = time.perf_counter() - started
-    return sync.report
+    report = sync.report
+    if not dry_run and (report.chunks or report.removed or report.reused):
+        # the BM25 cache, now rather than at the next question, as its own visible phase
+        with report.timed("index"):
+            collection.refresh_search_index(
+                None if progress is None else lambda n, total: progress.phase("index", n, total)
+            )
+    report.seconds = time.perf_counter() - started
+    return report

@@ -212,9 +212,11 @@ class Collection:
         knows about). Returns the number of chunks removed."""
         chunks = 0
         with self.write_lock():
+            sources = list(sources)
             for source in sources:
                 chunks += self.store.remove_file(source)
                 self.ledger.forget(source)
+            self.ledger.forget_failures(sources)
         return chunks
 
     def files_under(self, roots: Iterable[Path]) -> list[str]:
@@ -285,7 +287,9 @@ class Collection:
         return dest
 
     # --- searching ----------------------------------------------------------------------------
-    def search_index(self, generation: str | None = None) -> KeywordIndex | None:
+    def search_index(
+        self, generation: str | None = None, progress: Callable[[int, int], None] | None = None
+    ) -> KeywordIndex | None:
         """The BM25 side of hybrid search, brought up to date when the store's generation
         moved since it was last refreshed (by this process or another on this host): only
         files whose record generation changed are re-indexed. None unless search is hybrid."""
@@ -298,7 +302,7 @@ class Collection:
                 self._index_generation = self._index.generation()
             if generation != self._index_generation:
                 started = time.perf_counter()
-                changed = self._index.refresh(self.files(), generation, _log_progress)
+                changed = self._index.refresh(self.files(), generation, progress or _log_progress)
                 if changed >= _LOG_FILES:
                     log.info(
                         "keyword index of %r: %d files indexed in %.1f s",
@@ -307,10 +311,11 @@ class Collection:
                 self._index_generation = generation
             return self._index
 
-    def refresh_search_index(self) -> None:
-        """Bring the search index up to date now (after a write), not at the next question."""
+    def refresh_search_index(self, progress: Callable[[int, int], None] | None = None) -> None:
+        """Bring the search index up to date now (after a write), not at the next question;
+        ``progress(files_done, files_total)`` while it re-indexes."""
         if self.settings.search == "hybrid" and self.count():
-            self.search_index()
+            self.search_index(progress=progress)
 
     def backfill(self, progress: Progress | None = None) -> dict[str, int]:
         """Make the derived data that ``missing`` reports: a record for every file whose

@@ -55,6 +55,32 @@ class FileEntry:
         )
 
 
+@dataclass(frozen=True)
+class FailedFile:
+    """A file that could not be parsed (or held no text), as it was when that happened:
+    while its stat or hash is unchanged a sync reports it again without parsing it."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    sha256: str
+    reason: str
+    attempted_at: float
+    skipped: bool = False  # no text found: reported as skipped, not as a failure
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> FailedFile:
+        return cls(
+            path=str(meta["path"]),
+            size=int(meta.get("size", 0)),
+            mtime_ns=int(meta.get("mtime_ns", 0)),
+            sha256=str(meta.get("sha256", "")),
+            reason=str(meta.get("reason", "")),
+            attempted_at=float(meta.get("attempted_at", 0.0)),
+            skipped=bool(meta.get("skipped", False)),
+        )
+
+
 class Ledger:
     """A collection's file records, in its store."""
 
@@ -102,6 +128,24 @@ class Ledger:
 
     def forget(self, path: str) -> None:
         self.store.delete_records([path])
+
+    # --- files that failed ----------------------------------------------------------------
+    def failures(self, paths: list[str] | None = None) -> dict[str, FailedFile]:
+        """The failure records of these paths (all of them without: O(failed files))."""
+        if paths is None:
+            return {str(m["path"]): FailedFile.from_meta(m) for m in self.store.failures()}
+        found: dict[str, FailedFile] = {}
+        for start in range(0, len(paths), 1000):
+            for meta in self.store.failures(paths[start : start + 1000]):
+                found[str(meta["path"])] = FailedFile.from_meta(meta)
+        return found
+
+    def remember_failure(self, failure: FailedFile) -> None:
+        self.store.put_failures([asdict(failure)])
+
+    def forget_failures(self, paths: list[str]) -> None:
+        if paths:
+            self.store.delete_failures(paths)
 
     def import_legacy(self, db_path: Path) -> int:
         """Records of an earlier ragapp (ledger.sqlite in the data dir), moved into the store once,

@@ -213,8 +213,8 @@ class Settings(BaseSettings):
                 "collection names are 3-512 letters, digits, '.', '_' or '-', "
                 "starting and ending with a letter or digit"
             )
-        if value.endswith(("__files", "__windows")):  # the side tables' names (ragapp.store)
-            raise ValueError("collection names may not end in '__files' or '__windows'")
+        if value.endswith(("__files", "__windows", "__failed")):  # side tables (ragapp.store)
+            raise ValueError("collection names may not end in '__files', '__windows' or '__failed'")
         return value
 
     @field_validator("data_dir", "cache_dir", "models_dir")

@@ -12,15 +12,17 @@ with another one. Writes are per file and idempotent: a file's new chunks are up
 converges on the same contents. Every write also gives the collection a new
 ``generation``, so any process can tell cheaply whether data it derived is stale.
 
-Beside the chunks, each store keeps two side tables (sibling Chroma collections named
-``NAME__files`` and ``NAME__windows``), so everything the query side needs is in the store
-and a host with an empty data dir pointed at the same server answers exactly as the one
+Beside the chunks, each store keeps three side tables (sibling Chroma collections named
+``NAME__files``, ``NAME__windows`` and ``NAME__failed``), so everything the query side needs
+is in the store and a host with an empty data dir pointed at the same server answers exactly as the one
 that ingested:
 
 - ``files``: one record per file (ragapp.ledger reads and writes them);
 - ``windows``: each long chunk's window vectors, one row per chunk (its id), the vectors
   in the row's metadata as float16 (never searched by vector, so no index to hold in
-  memory: a question reads its few candidates' rows by id).
+  memory: a question reads its few candidates' rows by id);
+- ``failed``: one record per file that could not be parsed or held no text, with its stat,
+  hash and reason, so a sync skips it while it is unchanged (ragapp.ledger).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from ragapp.types import Chunk, EmbeddingSpec
 CHUNKER_VERSION = "2"
 _WRITE_BATCH = 1000
 _PAGE = 5000  # rows read per request when walking a whole table
-SIDE_TABLES = ("files", "windows")
+SIDE_TABLES = ("files", "windows", "failed")
 
 
 def side_name(name: str, table: str) -> str:
@@ -312,6 +314,21 @@ class ChunkStore:
     def delete_records(self, paths: Sequence[str]) -> None:
         self._delete_side("files", list(paths))
         self._new_generation()
+
+    # --- files that failed to parse (the side table ragapp.ledger keeps) -------------------
+    # Questions never read them, so writing them leaves the generation alone.
+    def failures(
+        self, paths: Sequence[str] | None = None, where: Where | None = None
+    ) -> list[dict[str, Any]]:
+        return [meta for _, meta, _ in self._side_get("failed", ids=paths, where=where)]
+
+    def put_failures(self, records: Sequence[dict[str, Any]]) -> None:
+        for i in range(0, len(records), _WRITE_BATCH):
+            part = records[i : i + _WRITE_BATCH]
+            self._side_upsert("failed", [r["path"] for r in part], [[1.0]] * len(part), list(part))
+
+    def delete_failures(self, paths: Sequence[str]) -> None:
+        self._delete_side("failed", list(paths))
 
 
 # --- Chroma ---------------------------------------------------------------------------------------

@@ -31,11 +31,15 @@ class _RateColumn(ProgressColumn):
 
 
 class _RichIngestProgress:
-    """Files done / total, files per second, chunks written, ETA."""
+    """Files done / total, files per second, chunks written, ETA; then a line of its own
+    for each phase after the files (the BM25 index)."""
+
+    PHASES = {"index": "Indexing (BM25)"}
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
         self.task: Any = None
+        self.phases: dict[str, Any] = {}
         self.chunks = 0
 
     def start(self, total_files: int) -> None:
@@ -46,6 +50,12 @@ class _RichIngestProgress:
         self.progress.update(self.task, advance=1, chunks=self.chunks)
         if status == "failed":
             self.progress.console.print(f"[yellow]failed[/]  {path}")
+
+    def phase(self, name: str, done: int, total: int) -> None:
+        if name not in self.phases:
+            label = self.PHASES.get(name, name)
+            self.phases[name] = self.progress.add_task(label, total=total, chunks=self.chunks)
+        self.progress.update(self.phases[name], completed=done, total=total)
 
 
 def _progress(json_out: bool) -> Progress:
@@ -77,6 +87,13 @@ def ingest(
     watch: Annotated[
         bool, typer.Option("--watch", help="Stay running and sync again whenever files change.")
     ] = False,
+    retry_failed: Annotated[
+        bool,
+        typer.Option(
+            "--retry-failed",
+            help="Parse files that failed (or held no text) again even if unchanged.",
+        ),
+    ] = False,
 ) -> None:
     """Make the collection mirror the given files and folders.
 
@@ -84,22 +101,34 @@ def ingest(
     --keep-deleted); unchanged files cost one stat(); a moved or renamed file keeps its
     vectors. Formats: pdf (OCR for scans), docx, pptx, xlsx, csv, odt, rtf, epub, html, md,
     txt, rst, eml, png/jpg/tiff (OCR). Exit code 3 when some files failed (they are listed
-    and logged in DATA_DIR/logs/ingest.log) and the rest were ingested.
+    and logged in DATA_DIR/logs/ingest.log) and the rest were ingested. A failed file is
+    remembered: while it is unchanged, later syncs report it without parsing it again
+    (--retry-failed does). Files with no text (a photo, a blank scan) are skipped, exit 0.
 
     Example:  ragapp ingest ~/Documents --watch
     """
     app = _app(ctx)
     if watch and not dry_run:
-        _watch(app, paths, json_out, keep_deleted)
+        _watch(app, paths, json_out, keep_deleted, retry_failed)
         return
-    report = _sync(app, paths, json_out, keep_deleted, dry_run)
+    report = _sync(app, paths, json_out, keep_deleted, dry_run, retry_failed)
     if report.failed:
         raise typer.Exit(EXIT_PARTIAL)
 
 
-def _sync(app: Any, paths: list[Path], json_out: bool, keep_deleted: bool, dry_run: bool) -> Any:
+def _sync(
+    app: Any,
+    paths: list[Path],
+    json_out: bool,
+    keep_deleted: bool,
+    dry_run: bool,
+    retry_failed: bool = False,
+) -> Any:
+    import time
+
     from ingest.pipeline import ingest_paths
 
+    started = time.perf_counter()  # the summary's seconds: the whole sync, models included
     with _progress(json_out) as progress:
         report = ingest_paths(
             paths,
@@ -107,9 +136,9 @@ def _sync(app: Any, paths: list[Path], json_out: bool, keep_deleted: bool, dry_r
             _RichIngestProgress(progress),
             keep_deleted=keep_deleted,
             dry_run=dry_run,
+            retry_failed=retry_failed,
         )
-    if not dry_run and (report.chunks or report.removed or report.reused):
-        app.collection.refresh_search_index()
+    report.seconds = time.perf_counter() - started
     if json_out:
         _print_json(report.to_json())
         return report
@@ -117,18 +146,25 @@ def _sync(app: Any, paths: list[Path], json_out: bool, keep_deleted: bool, dry_r
         for status, path in report.changes:
             out.print(f"would be {status:<8} {path}")
     verb = "would be " if dry_run else ""
+    still = sum(1 for p, _ in report.failed if p in report.remembered)
     out.print(
         f"{report.added} {verb}added, {report.updated} {verb}updated, "
         f"{report.removed} {verb}removed, {report.unchanged} unchanged, {len(report.failed)} failed"
+        + (f" ({still} unchanged since they failed)" if still else "")
         + ("" if dry_run else f" — {report.chunks} chunks written in {report.seconds:.1f}s")
         + (f" ({report.reused} reused existing vectors)" if report.reused else "")
     )
+    if not dry_run and report.phases:
+        shown = [(n, t) for n, t in report.phases.items() if t >= 0.05]
+        out.print("[dim]" + " · ".join(f"{n} {t:.1f}s" for n, t in shown) + "[/]")
     _print_problems("Failed", report.failed, "red")
     _print_problems("Skipped", report.skipped, "dim")
     return report
 
 
-def _watch(app: Any, paths: list[Path], json_out: bool, keep_deleted: bool) -> None:
+def _watch(
+    app: Any, paths: list[Path], json_out: bool, keep_deleted: bool, retry_failed: bool
+) -> None:
     """Sync, then again after each burst of changes (debounced); Ctrl-C stops. The watcher
     is running before the first sync starts, so nothing changed during it is missed."""
     from watchfiles import watch
@@ -145,7 +181,7 @@ def _watch(app: Any, paths: list[Path], json_out: bool, keep_deleted: bool) -> N
             raise_interrupt=False,
         ):
             if changes or first:
-                _sync(app, paths, json_out, keep_deleted, dry_run=False)
+                _sync(app, paths, json_out, keep_deleted, False, retry_failed and first)
                 if first:
                     err.print(
                         f"[dim]watching {len(folders)} path(s) for changes; Ctrl-C to stop[/]"

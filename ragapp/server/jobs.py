@@ -51,6 +51,8 @@ class Job:
     error: str | None = None
     created_at: float = field(default_factory=time.time)
     finished_at: float | None = None
+    # the work after the files (``index``: the BM25 cache), files done of total
+    current_phase: dict[str, Any] | None = None
     version: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -91,6 +93,11 @@ class Job:
             self.chunks += chunks
             self.version += 1
 
+    def phase(self, name: str, done: int, total: int) -> None:
+        with self._lock:
+            self.current_phase = {"name": name, "done": done, "total": total}
+            self.version += 1
+
     def to_json(self) -> dict[str, Any]:
         with self._lock:
             return self._json()
@@ -111,6 +118,7 @@ class Job:
             "chunks": self.chunks,
             "failures": failures,
             "files": [f.to_json() for f in self.files.values()],
+            "phase": self.current_phase,
             "report": self.report,
             "error": self.error,
             "created_at": self.created_at,

@@ -113,6 +113,9 @@ class JobOut(BaseModel):
     chunks: int
     failures: list[dict[str, str]]
     files: list[FileProgressOut]
+    phase: dict[str, Any] | None = Field(
+        default=None, description="The work after the files: {name: 'index', done, total}."
+    )
     report: dict[str, Any] | None = Field(description="`ragapp ingest --json` of the run.")
     error: str | None
     created_at: float

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from unstructured.documents.elements import ElementMetadata, NarrativeText, Title
 
-from ingest.chunking import chunk_elements, chunk_id
+from ingest.chunking import chunk_elements, chunk_id, merge_small
 
 
 def _el(cls: type, text: str, page: int | None = None) -> object:
@@ -67,3 +67,35 @@ def test_repeated_text_in_one_file_keeps_distinct_ids() -> None:
     ids = [c.id for c in chunks]
     assert len(ids) == len(set(ids))
     assert chunk_elements is not None and ids == [c.id for c in _chunks(elements, size=100)]
+
+
+def test_short_pieces_join_a_neighbour_on_their_page() -> None:
+    long_1 = "The harbour office opens at eight and closes at six on weekdays."
+    long_2 = "Moorings are let by the season; the waiting list is kept by the clerk."
+    cut = [
+        ("Opening hours", 1, None),  # a lone heading: heads the piece after it
+        (long_1, 1, "Opening hours"),
+        ("dent.", 1, "Opening hours"),  # a fragment: ends the piece before it
+        ("Moorings", 1, "Opening hours"),  # a heading whose next piece is on page 2
+        (long_2, 2, "Moorings"),
+        ("Short note.", 3, "Moorings"),  # alone on its page: kept
+    ]
+    assert merge_small(cut, max_chars=300) == [
+        (f"Opening hours\n\n{long_1}\ndent.\nMoorings", 1, "Opening hours"),
+        (long_2, 2, "Moorings"),
+        ("Short note.", 3, "Moorings"),
+    ]
+    # never past the size cap
+    assert merge_small([(long_1, 1, None), ("end.", 1, None)], max_chars=len(long_1) + 2) == [
+        (long_1, 1, None),
+        ("end.", 1, None),
+    ]
+
+
+def test_no_chunk_is_a_lone_title() -> None:
+    elements = [
+        _el(Title, "Fees", 1),
+        _el(NarrativeText, "The yearly membership fee is forty-two pounds, due in March.", 1),
+    ]
+    (chunk,) = _chunks(elements)
+    assert chunk.text.startswith("Fees") and "forty-two" in chunk.text
