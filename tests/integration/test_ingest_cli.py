@@ -133,3 +133,41 @@ def test_unreadable_files_are_reported_and_nothing_is_lost(docs: Path) -> None:
     assert (report["added"], report["removed"], report["unchanged"]) == (0, 0, 3)
     names = sorted(Path(s["path"]).name for s in run_cli("sources", "--json").json()["sources"])
     assert names == ["faq.txt", "handbook.md", "history.html", "inside.txt"]
+
+
+def test_broken_files_are_remembered_not_parsed_again(docs: Path, clean_environ: Path) -> None:
+    (docs / "truncated.pdf").write_bytes(
+        (SAMPLE_DOCS / "annual-report-2025.pdf").read_bytes()[:3000]
+    )
+    (docs / "garbage.txt").write_bytes(bytes(range(256)) * 20)
+    (docs / "README").write_text("This folder holds the cooperative's public documents.\n")
+    log = clean_environ / "logs" / "ingest.log"
+
+    first = run_cli("ingest", str(docs), "--json")
+    assert first.code == 3, first.stderr
+    report = first.json()
+    problems = {Path(f["path"]).name: f for f in [*report["failed"], *report["skipped"]]}
+    assert set(problems) == {"truncated.pdf", "garbage.txt"}
+    assert not any("attempted_at" in f for f in problems.values())
+    assert report["added"] == 4  # the three documents and README, read as text
+    assert {"scan", "parse", "embed", "write", "index"} <= set(report["phases"])
+    logged = log.read_text()
+
+    again = run_cli("ingest", str(docs), "--json")
+    assert again.code == 3
+    report = again.json()
+    problems = {Path(f["path"]).name: f for f in [*report["failed"], *report["skipped"]]}
+    assert set(problems) == {"truncated.pdf", "garbage.txt"}
+    assert all(f["attempted_at"] and "unchanged since" in f["reason"] for f in problems.values())
+    assert (report["unchanged"], report["chunks"], report["phases"].get("parse", 0.0)) == (
+        4,
+        0,
+        0.0,
+    )
+    assert log.read_text() == logged  # nothing was attempted, so nothing new was logged
+    human = run_cli("ingest", str(docs))
+    assert "unchanged since they failed" in human.stdout
+
+    retried = run_cli("ingest", str(docs), "--retry-failed", "--json").json()
+    assert not any("attempted_at" in f for f in [*retried["failed"], *retried["skipped"]])
+    assert len(log.read_text()) > len(logged)
