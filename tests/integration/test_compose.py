@@ -21,12 +21,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from tests.conftest import ROOT, SAMPLE_DOCS, free_port
+from tests.server_helpers import wait_for_job
 
 pytestmark = pytest.mark.skipif(
     shutil.which("podman") is None, reason="podman is not installed (make compose-test installs it)"
@@ -139,16 +139,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             run(["podman", "rmi", "-f", RAGAPP_IMAGE, CHROMA_IMAGE], check=False)
 
 
-def wait_for_job(client: httpx.Client, job_id: str, timeout: float = 600) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/api/jobs/{job_id}").json()
-        if job["state"] in ("done", "failed"):
-            return job
-        time.sleep(1)
-    raise AssertionError(f"job {job_id} did not finish in {timeout:.0f} s")
-
-
 def test_the_stack_needs_the_token(stack: Stack) -> None:
     with stack.client(token="") as anonymous:
         assert anonymous.get("/healthz").status_code == 200
@@ -165,7 +155,7 @@ def test_upload_then_a_cited_answer_from_the_llamacpp_server(stack: Stack) -> No
         ]
         accepted = client.post("/api/documents", files=files)
         assert accepted.status_code == 202, accepted.text
-        job = wait_for_job(client, accepted.json()["job_id"])
+        job = wait_for_job(client, accepted.json()["job_id"], timeout=600)
         assert job["state"] == "done" and not job["failures"], job
         assert job["report"]["added"] == len(files), job["report"]
 
