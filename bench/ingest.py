@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -106,11 +107,11 @@ def _app(data_dir: str, **overrides: Any) -> Any:
     return RagApp(load_settings(data_dir=Path(data_dir), **overrides))
 
 
-def phase_ragapp(docs: Path, data_dir: str) -> dict[str, Any]:
+def phase_ragapp(docs: Path, data_dir: str, workers: int = 0) -> dict[str, Any]:
     from ingest.loaders import use_local_spacy
     from ingest.pipeline import ingest_paths
 
-    app = _app(data_dir)
+    app = _app(data_dir, ingest_workers=workers)
     app.collection.store.embeddings.embed_query("warm up")  # model loads are not ingest time
     use_local_spacy()
     started = time.perf_counter()
@@ -121,6 +122,7 @@ def phase_ragapp(docs: Path, data_dir: str) -> dict[str, Any]:
     assert not report.failed, report.failed
     return {
         "seconds": seconds,
+        "phases": report.phases,
         "index_seconds": seconds - (stored - started),
         "files": report.added,
         "chunks": report.chunks,
@@ -128,13 +130,65 @@ def phase_ragapp(docs: Path, data_dir: str) -> dict[str, Any]:
 
 
 def phase_pure_embed(_: Path, data_dir: str, runtime: str = "auto") -> dict[str, Any]:
-    """Embedding alone, of exactly the chunks ragapp stored."""
+    """Embedding alone, of exactly what ragapp embedded: its chunks and their windows."""
+    from ingest.chunking import embedding_text
+    from ragapp.store import chunk_from
+    from ragapp.windows import chunk_windows
+
     app = _app(data_dir, embedding_runtime=runtime)
-    texts = [doc.page_content for doc, _ in app.collection.store.get()]
-    app.collection.store.embeddings.embed_query("warm up")
+    chunks = [
+        chunk_from(str(d.id), d.page_content, d.metadata) for d, _ in app.collection.store.get()
+    ]
+    texts = [embedding_text(c) for c in chunks]
+    windows = [
+        w for c in chunks for w in chunk_windows(c.text, c.section, app.settings.window_chars)
+    ]
+    embeddings = app.collection.store.embeddings
+    embeddings.embed_query("warm up")
     started = time.perf_counter()
-    app.collection.store.embeddings.embed_documents(texts)
-    return {"seconds": time.perf_counter() - started, "chunks": len(texts)}
+    embeddings.embed_documents([*texts, *windows])
+    seconds = time.perf_counter() - started
+    return {
+        "seconds": seconds,
+        "chunks": len(texts),
+        "windows": len(windows),
+        **compute_figures([*texts, *windows], seconds),
+    }
+
+
+def compute_figures(texts: list[str], seconds: float) -> dict[str, float]:
+    """The embedder's arithmetic against this machine's: FLOPs per token of the bundled
+    MiniLM (its linear layers plus attention at the texts' own lengths), the rate it
+    reached, and what a large float32 matrix multiply reaches here (numpy, all cores)."""
+    import numpy as np
+    from tokenizers import Tokenizer
+
+    from ragapp.bundled import embedding_model_dir
+
+    model = embedding_model_dir()
+    config = json.loads((model / "config.json").read_text())
+    layers, d, ff = config["num_hidden_layers"], config["hidden_size"], config["intermediate_size"]
+    tokenizer = Tokenizer.from_file(str(model / "tokenizer.json"))
+    tokenizer.enable_truncation(max_length=256)
+    lengths = [len(e.ids) for e in tokenizer.encode_batch(texts)]
+    tokens = sum(lengths)
+    linear = 2 * layers * (4 * d * d + 2 * d * ff)  # per token: Q, K, V, O and the FFN
+    attention = sum(4 * layers * n * n * d for n in lengths)  # QK^T and AV per sequence
+    flops = tokens * linear + attention
+    a = np.random.default_rng(0).random((4096, d), dtype=np.float32)
+    b = np.random.default_rng(1).random((d, ff), dtype=np.float32)
+    a @ b
+    started, reps = time.perf_counter(), 30
+    for _ in range(reps):
+        a @ b
+    matmul = 2 * 4096 * d * ff * reps / (time.perf_counter() - started)
+    return {
+        "tokens": tokens,
+        "tokens_per_s": tokens / seconds,
+        "model_gflop": flops / 1e9,
+        "embed_gflops": flops / seconds / 1e9,
+        "matmul_gflops": matmul / 1e9,
+    }
 
 
 def phase_plain(docs: Path, data_dir: str) -> dict[str, Any]:
@@ -154,7 +208,7 @@ PHASES = {
 }
 
 
-def run_phase(phase: str, docs: Path, data_dir: Path) -> dict[str, Any]:
+def run_phase(phase: str, docs: Path, data_dir: Path, *extra: str) -> dict[str, Any]:
     cmd = [
         sys.executable,
         __file__,
@@ -164,6 +218,7 @@ def run_phase(phase: str, docs: Path, data_dir: Path) -> dict[str, Any]:
         str(docs),
         "--data-dir",
         str(data_dir),
+        *extra,
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
@@ -203,9 +258,11 @@ def main() -> None:
     parser.add_argument("--phase", choices=PHASES, help=argparse.SUPPRESS)
     parser.add_argument("--docs", help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--workers", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
-        result = PHASES[args.phase](Path(args.docs), args.data_dir)
+        extra = {} if args.workers is None else {"workers": args.workers}
+        result = PHASES[args.phase](Path(args.docs), args.data_dir, **extra)
         result["peak_rss_mb"] = round(peak_rss_mb(), 1)
         print(json.dumps(result))
         return
@@ -224,7 +281,12 @@ def main() -> None:
             r["files_per_s"] = r["files"] / r["seconds"]
             r["pages_per_s"] = n_pages / r["seconds"]
             r["chunks_per_s"] = r["chunks"] / r["seconds"]
+        workers = []
+        for n in range(1, (os.cpu_count() or 1) + 1):
+            row = run_phase("ragapp", docs, tmp / f"workers{n}", f"--workers={n}")
+            workers.append({"workers": n, "seconds": row["seconds"]})
         figures["eval"] = {
+            "workers": workers,
             "files": ours["files"],
             "pages": n_pages,
             "ragapp": ours,
@@ -262,12 +324,20 @@ def table(f: dict[str, Any]) -> str:
         )
     p = e["pure_embed"]
     lines += [
-        f"| embedding only (ragapp's chunks) | {p['seconds']:.1f} | | | {p['chunks']} | "
-        f"{p['chunks'] / p['seconds']:.1f} | {p['peak_rss_mb']:.0f} |",
+        f"| embedding only (ragapp's chunks and their {p['windows']} windows) | {p['seconds']:.1f} "
+        f"| | | {p['chunks']} | {p['chunks'] / p['seconds']:.1f} | {p['peak_rss_mb']:.0f} |",
         f"| the same on torch (sentence-transformers) | {e['pure_embed_torch']['seconds']:.1f} | | | "
         f"{p['chunks']} | {p['chunks'] / e['pure_embed_torch']['seconds']:.1f} | "
         f"{e['pure_embed_torch']['peak_rss_mb']:.0f} |",
         "",
+        "- ragapp phases (seconds; parse overlaps embed): "
+        + ", ".join(f"{k} {v:.1f}" for k, v in e["ragapp"]["phases"].items()),
+        "- ingest_workers: "
+        + ", ".join(f"{w['workers']}: {w['seconds']:.1f} s" for w in e["workers"]),
+        f"- embedding compute: {p['tokens']} tokens, {p['model_gflop']:.0f} GFLOP, "
+        f"{p['tokens_per_s']:.0f} tokens/s = {p['embed_gflops']:.0f} GFLOP/s against "
+        f"{p['matmul_gflops']:.0f} GFLOP/s for a float32 matmul on this machine "
+        f"({100 * p['embed_gflops'] / p['matmul_gflops']:.0f}%)",
         f"- ragapp vs plain pipeline: **{e['speedup_vs_plain']:.2f}x** faster",
         f"- ragapp ingest time / pure embedding time: **{e['vs_pure_embedding']:.2f}x**",
         f"- re-ingest, unchanged: {e['reingest']['command_seconds']:.2f} s for the whole command "

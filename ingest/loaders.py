@@ -1,7 +1,9 @@
 """Parse files into unstructured elements, fully offline.
 
-Every format goes through an `unstructured` partitioner. Pages (PDF), slides (PPTX) and
-sheets (XLSX) all arrive as ``metadata.page_number``. Table rows from spreadsheets and CSV
+Every format but PDF goes through an `unstructured` partitioner; a PDF's text layer is read
+by pdfium (ingest.pdf: much faster than unstructured's pdfminer + spaCy path, same pages,
+the document's own headings), its scanned pages by tesseract. Pages (PDF), slides (PPTX)
+and sheets (XLSX) all arrive as ``metadata.page_number``. Table rows from spreadsheets and CSV
 are rewritten as "Header: value" lines so each row carries its header into its chunk.
 
 unstructured's NLP helpers would download a spaCy pipeline on first use; we hand them the
@@ -39,23 +41,16 @@ def _need(tool: str, package: str) -> None:
 
 
 def _pdf(path: str) -> list[Any]:
-    from pypdf import PdfReader
-    from unstructured.partition.pdf import partition_pdf
+    """The text layer through pdfium (ingest.pdf: pages, paragraphs, titles); pages with
+    no text layer that draw images are scans, OCR'd at their page numbers. Blank pages are
+    skipped (OCR of the Debian FAQ's six blank pages cost 3.5 s and found nothing)."""
+    from ingest.pdf import partition_pdf_text
 
-    # "fast" reads the text layer and keeps page numbers; no layout model (it needs a hub).
-    elements = partition_pdf(filename=path, strategy="fast", languages=["eng"])
-    with_text = {e.metadata.page_number for e in elements if (e.text or "").strip()}
-    pages = PdfReader(path).pages
-    # A page with no text layer is a scan only if it draws an image; blank pages are skipped
-    # (OCR of the Debian FAQ's six blank pages cost 3.5 s and found nothing).
-    scanned = [
-        n for n in range(1, len(pages) + 1) if n not in with_text and _has_images(pages[n - 1])
-    ]
+    elements, scanned = partition_pdf_text(path)
     if not scanned:
         return elements
-    # Pages without a text layer are scans: OCR just those, at their page numbers.
     if shutil.which("tesseract") is None:
-        if with_text:
+        if elements:
             return elements  # the text pages are still worth having
         _need("tesseract", "tesseract-ocr")
     _need("pdftoppm", "poppler-utils")
@@ -65,13 +60,6 @@ def _pdf(path: str) -> list[Any]:
         image = convert_from_path(path, dpi=200, first_page=page, last_page=page)[0]
         elements += _ocr(image, page, path)
     return sorted(elements, key=lambda e: e.metadata.page_number or 0)
-
-
-def _has_images(page: Any) -> bool:
-    try:
-        return len(page.images) > 0
-    except Exception:  # noqa: BLE001 - an odd page: let OCR decide
-        return True
 
 
 def _ocr(image: Any, page: int, source: str) -> list[Any]:
