@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -12,14 +13,18 @@ from pathlib import Path
 class Discovered:
     path: Path  # absolute, symlinks resolved
     root: Path  # the folder (or file) given by the user
-    error: str | None = None  # set for a folder that could not be listed
+    error: str | None = None  # why it can't be read (a folder not listable, a link loop...)
+    skipped: bool = False  # the error is a choice, not a fault (a link out of the folder)
 
 
-def discover(paths: Iterable[Path]) -> Iterator[Discovered]:
+def discover(paths: Iterable[Path], follow_symlinks: bool = False) -> Iterator[Discovered]:
     """Every regular file under ``paths``, recursively, in a stable order. Hidden files and
     folders (.git, .venv, ...) are left out when walking; a file named explicitly is not.
-    Symlinked folders are followed once (a loop ends at the first repeat). A folder that
-    can't be listed is yielded with ``error`` set, so it is reported instead of vanishing."""
+    A symbolic link whose target lies outside the folder being walked is skipped (with
+    the reason) unless ``follow_symlinks``; symlinked folders are followed once (a loop
+    ends at the first repeat). Link loops, dangling links, names that are not UTF-8 and
+    folders that can't be listed are yielded with ``error`` set, so each is reported
+    instead of stopping the walk or vanishing."""
     seen: set[Path] = set()
     for given in paths:
         root = Path(given).expanduser().resolve()
@@ -37,18 +42,64 @@ def discover(paths: Iterable[Path]) -> Iterator[Discovered]:
                 dirnames[:] = []
                 continue
             visited_dirs.add(real)
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            kept = []
+            for name in sorted(d for d in dirnames if not d.startswith(".")):
+                problem = _problem(Path(dirpath) / name, root, follow_symlinks)
+                if problem is None:
+                    kept.append(name)
+                else:
+                    yield problem
+            dirnames[:] = kept
             for name in sorted(filenames):
                 if name.startswith("."):
                     continue
-                path = (Path(dirpath) / name).resolve()
+                link = Path(dirpath) / name
+                problem = _problem(link, root, follow_symlinks)
+                if problem is not None:
+                    yield problem
+                    continue
+                path = link.resolve()
                 if path not in seen and path.is_file():
                     seen.add(path)
                     yield Discovered(path, root)
         yield from _unlistable(errors, root)
 
 
+def _problem(path: Path, root: Path, follow_symlinks: bool) -> Discovered | None:
+    """Why a folder entry can't (or shouldn't) be read, as a report line; None if it can."""
+    shown = Path(printable(str(path)))
+    if shown != path:
+        return Discovered(shown, root, "file name is not valid UTF-8 (rename it to ingest it)")
+    if not path.is_symlink():
+        return None
+    try:
+        target = path.resolve(strict=True)
+    except RuntimeError:  # Python 3.11 reports a loop this way
+        return Discovered(path, root, "symbolic link loop")
+    except FileNotFoundError:
+        return Discovered(path, root, f"dangling symbolic link (to {os.readlink(path)})")
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return Discovered(path, root, "symbolic link loop")
+        return Discovered(path, root, f"cannot read: {exc.strerror or exc}")
+    if not follow_symlinks and root != target and root not in target.parents:
+        return Discovered(
+            path,
+            root,
+            f"symbolic link to {target}, outside {root} (--follow-symlinks reads it)",
+            skipped=True,
+        )
+    return None
+
+
+def printable(text: str) -> str:
+    """A path as it can be shown and stored: bytes that are not UTF-8 (held by Python as
+    surrogate escapes) become U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _unlistable(errors: list[OSError], root: Path) -> Iterator[Discovered]:
     while errors:
         err = errors.pop(0)
-        yield Discovered(Path(str(err.filename)), root, f"cannot read: {err.strerror or err}")
+        name = printable(str(err.filename))
+        yield Discovered(Path(name), root, f"cannot read: {err.strerror or err}")

@@ -191,6 +191,7 @@ class _Sync:
     ) -> None:
         self.dry_run = dry_run
         self.retry_failed = retry_failed
+        self.follow_symlinks = False
         self.collection = collection
         self.settings = collection.settings
         self.progress = progress
@@ -223,7 +224,7 @@ class _Sync:
         """None when the file needs nothing (unchanged) or failed before parsing."""
         path, source = found.path, str(found.path)
         if found.error:
-            self.fail(source, found.error)
+            self.fail(source, found.error, skipped=found.skipped)
             return None
         try:
             if not is_supported(path):
@@ -406,12 +407,15 @@ def ingest_paths(
     keep_deleted: bool = False,
     dry_run: bool = False,
     retry_failed: bool = False,
+    follow_symlinks: bool = False,
 ) -> IngestReport:
     """Sync the collection with ``paths`` (files and folders), holding the collection's
     write lock: a second sync of overlapping folders waits, then finds them done. A file
     that failed before (or held no text) is reported again without being parsed while it
-    is unchanged, unless ``retry_failed``."""
+    is unchanged, unless ``retry_failed``. Links that lead outside the folders are skipped
+    unless ``follow_symlinks``."""
     sync = _Sync(collection, progress, dry_run, retry_failed)
+    sync.follow_symlinks = follow_symlinks
     if dry_run:
         return _ingest(paths, sync, keep_deleted)
     with collection.write_lock(lambda: _waiting(collection)):
@@ -429,7 +433,7 @@ def _ingest(paths: Iterable[Path], sync: _Sync, keep_deleted: bool) -> IngestRep
     paths = [Path(p).expanduser() for p in paths]
     sync.report.dry_run = dry_run
     missing = [str(p) for p in paths if not p.exists()]
-    found = list(discover(p for p in paths if p.exists()))
+    found = list(discover((p for p in paths if p.exists()), sync.follow_symlinks))
     if progress is not None:
         progress.start(len(found))
     roots = [p.resolve() for p in paths if p.is_dir()]
@@ -446,7 +450,8 @@ def _ingest(paths: Iterable[Path], sync: _Sync, keep_deleted: bool) -> IngestRep
     with sync.report.timed("scan"):
         jobs = [job for item in found if (job := sync.plan(item, entries, twin_of)) is not None]
     present = {str(f.path) for f in found}
-    unlistable = [f.path for f in found if f.error]  # what was in there is unknown, not gone
+    # what was in there is unknown, not gone
+    unlistable = [f.path for f in found if f.error and not f.skipped]
     gone = (
         []
         if keep_deleted

@@ -94,6 +94,13 @@ def ingest(
             help="Parse files that failed (or held no text) again even if unchanged.",
         ),
     ] = False,
+    follow_symlinks: Annotated[
+        bool,
+        typer.Option(
+            "--follow-symlinks",
+            help="Also read what links inside the folders point to outside them.",
+        ),
+    ] = False,
 ) -> None:
     """Make the collection mirror the given files and folders.
 
@@ -104,14 +111,16 @@ def ingest(
     and logged in DATA_DIR/logs/ingest.log) and the rest were ingested. A failed file is
     remembered: while it is unchanged, later syncs report it without parsing it again
     (--retry-failed does). Files with no text (a photo, a blank scan) are skipped, exit 0.
+    A symbolic link that leads outside the folders given is skipped (--follow-symlinks
+    reads it); a link loop, a dangling link or a file name that is not UTF-8 is reported.
 
     Example:  ragapp ingest ~/Documents --watch
     """
     app = _app(ctx)
     if watch and not dry_run:
-        _watch(app, paths, json_out, keep_deleted, retry_failed)
+        _watch(app, paths, json_out, keep_deleted, retry_failed, follow_symlinks)
         return
-    report = _sync(app, paths, json_out, keep_deleted, dry_run, retry_failed)
+    report = _sync(app, paths, json_out, keep_deleted, dry_run, retry_failed, follow_symlinks)
     if report.failed:
         raise typer.Exit(EXIT_PARTIAL)
 
@@ -123,6 +132,7 @@ def _sync(
     keep_deleted: bool,
     dry_run: bool,
     retry_failed: bool = False,
+    follow_symlinks: bool = False,
 ) -> Any:
     import time
 
@@ -137,6 +147,7 @@ def _sync(
             keep_deleted=keep_deleted,
             dry_run=dry_run,
             retry_failed=retry_failed,
+            follow_symlinks=follow_symlinks,
         )
     report.seconds = time.perf_counter() - started
     if json_out:
@@ -163,7 +174,12 @@ def _sync(
 
 
 def _watch(
-    app: Any, paths: list[Path], json_out: bool, keep_deleted: bool, retry_failed: bool
+    app: Any,
+    paths: list[Path],
+    json_out: bool,
+    keep_deleted: bool,
+    retry_failed: bool,
+    follow_symlinks: bool,
 ) -> None:
     """Sync, then again after each burst of changes (debounced); Ctrl-C stops. The watcher
     is running before the first sync starts, so nothing changed during it is missed."""
@@ -181,7 +197,10 @@ def _watch(
             raise_interrupt=False,
         ):
             if changes or first:
-                _sync(app, paths, json_out, keep_deleted, False, retry_failed and first)
+                _sync(
+                    app, paths, json_out, keep_deleted, False, retry_failed and first,
+                    follow_symlinks,
+                )  # fmt: skip
                 if first:
                     err.print(
                         f"[dim]watching {len(folders)} path(s) for changes; Ctrl-C to stop[/]"

@@ -171,3 +171,43 @@ def test_broken_files_are_remembered_not_parsed_again(docs: Path, clean_environ:
     retried = run_cli("ingest", str(docs), "--retry-failed", "--json").json()
     assert not any("attempted_at" in f for f in [*retried["failed"], *retried["skipped"]])
     assert len(log.read_text()) > len(logged)
+
+
+def test_odd_links_and_names_are_report_lines_and_nothing_outside_is_read(
+    docs: Path, clean_environ: Path
+) -> None:
+    outside = docs.parent / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("The vault combination is 31-7-22.\n")
+    os.symlink(outside / "secret.txt", docs / "looks-innocent.txt")
+    os.symlink(outside, docs / "linked-folder")
+    os.symlink(docs / "b.txt", docs / "a.txt")
+    os.symlink(docs / "a.txt", docs / "b.txt")
+    os.symlink(docs / "gone.txt", docs / "dangling.txt")
+    with open(os.fsencode(docs) + b"/caf\xe9-latin1.txt", "wb") as fh:
+        fh.write(b"A file whose name is Latin-1, not UTF-8.\n")
+
+    first = run_cli("ingest", str(docs), "--json")
+    assert first.code == 3, first.stderr
+    report = first.json()
+    assert report["added"] == 3
+    failed = {Path(f["path"]).name: f["reason"] for f in report["failed"]}
+    assert failed == {
+        "a.txt": "symbolic link loop",
+        "b.txt": "symbolic link loop",
+        "dangling.txt": f"dangling symbolic link (to {docs / 'gone.txt'})",
+        "caf\ufffd-latin1.txt": "file name is not valid UTF-8 (rename it to ingest it)",
+    }
+    skipped = {Path(f["path"]).name for f in report["skipped"]}
+    assert skipped == {"looks-innocent.txt", "linked-folder"}
+    human = run_cli("ingest", str(docs))  # the same lines, printed for a person
+    assert human.code == 3 and "symbolic link loop" in human.stderr, human.stderr
+    sources = [s["path"] for s in run_cli("sources", "--json").json()["sources"]]
+    assert not any(str(outside) in s for s in sources)
+    assert "31-7-22" not in run_cli("retrieve", "vault combination", "--json").stdout
+
+    followed = run_cli("ingest", str(docs), "--follow-symlinks", "--json")
+    assert followed.code == 3  # the loops and the odd name are still there
+    assert [Path(p["path"]).name for p in followed.json()["skipped"]] == []
+    sources = [s["path"] for s in run_cli("sources", "--json").json()["sources"]]
+    assert str(outside / "secret.txt") in sources

@@ -30,3 +30,45 @@ def test_is_under() -> None:
     assert is_under("/docs/a/b.md", Path("/docs"))
     assert is_under("/docs/a.md", Path("/docs/a.md"))
     assert not is_under("/docs2/a.md", Path("/docs"))
+
+
+def _odd_folder(tmp_path: Path) -> Path:
+    """A folder with a good file, links out of it, a link loop, a dangling link and a file
+    name that is not UTF-8."""
+    docs, outside = tmp_path / "docs", tmp_path / "outside"
+    docs.mkdir()
+    outside.mkdir()
+    (docs / "good.txt").write_text("good")
+    (outside / "secret.txt").write_text("secret")
+    os.symlink(outside / "secret.txt", docs / "looks-innocent.txt")
+    os.symlink(outside, docs / "linked-folder")
+    os.symlink(docs / "good.txt", docs / "alias.txt")  # inside: the same file, once
+    os.symlink(docs / "b.txt", docs / "a.txt")
+    os.symlink(docs / "a.txt", docs / "b.txt")
+    os.symlink(docs / "gone.txt", docs / "dangling.txt")
+    with open(os.fsencode(docs) + b"/caf\xe9-latin1.txt", "wb") as fh:
+        fh.write(b"latin-1 name")
+    return docs
+
+
+def test_links_out_of_the_folder_loops_and_odd_names_are_report_lines(tmp_path: Path) -> None:
+    docs = _odd_folder(tmp_path)
+    found = {d.path.name: (d.error, d.skipped) for d in discover([docs])}
+    assert found.pop("good.txt") == (None, False)
+    assert found.pop("a.txt") == ("symbolic link loop", False)
+    assert found.pop("b.txt") == ("symbolic link loop", False)
+    assert found.pop("dangling.txt")[0] == f"dangling symbolic link (to {docs / 'gone.txt'})"
+    assert found.pop("caf\ufffd-latin1.txt") == (
+        "file name is not valid UTF-8 (rename it to ingest it)",
+        False,
+    )
+    for name in ("looks-innocent.txt", "linked-folder"):
+        reason, skipped = found.pop(name)
+        assert skipped and "outside" in reason and "--follow-symlinks" in reason
+    assert found == {}  # nothing under outside/ was listed
+
+
+def test_follow_symlinks_reads_what_links_point_to(tmp_path: Path) -> None:
+    docs = _odd_folder(tmp_path)
+    read = {d.path for d in discover([docs], follow_symlinks=True) if d.error is None}
+    assert read == {docs / "good.txt", tmp_path / "outside" / "secret.txt"}
