@@ -80,8 +80,8 @@ class Settings(BaseSettings):
     embedding_runtime: Literal["auto", "onnx", "torch"] = Field(
         default="auto",
         description="Where the embedding model runs: 'onnx' (onnxruntime over a verified local "
-        "export of the same weights, same vectors, ~2x faster on CPU), 'torch' "
-        "(sentence-transformers), or 'auto' (onnx when the model allows it, else torch).",
+        "export of the same weights, same vectors; faster than torch on some CPUs, not all), "
+        "'torch' (sentence-transformers), or 'auto' (onnx when the model allows it, else torch).",
     )
     chunk_size: int = Field(default=1000, ge=100, description="Maximum characters per chunk.")
     chunk_overlap: int = Field(

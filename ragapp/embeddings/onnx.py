@@ -1,4 +1,5 @@
-"""The same sentence-transformers model, run by onnxruntime: identical vectors, about 2x faster on CPU.
+"""The same sentence-transformers model, run by onnxruntime: identical vectors, no torch
+import at query time.
 
 The ONNX graph is exported once from the model's own local weights (torch's exporter, eager
 attention so onnxruntime can fuse it), checked against sentence-transformers on probe
