@@ -167,19 +167,27 @@ def run_answer(
     stream: Iterator[dict[str, Any]] = chain.stream(
         {"question": question, "history": history or []}
     )
-    for chunk in stream:
-        now = time.perf_counter()
-        if "sources" in chunk:
-            sources = chunk["sources"]
-            timings.retrieve_ms = (now - start) * 1000
-        token = chunk.get("answer")
-        if token:
-            if not parts:
-                first_token_at = now
-            parts.append(token)
-            last_token_at = now
-            if on_token is not None:
-                on_token(token)
+    try:
+        for chunk in stream:
+            now = time.perf_counter()
+            if "sources" in chunk:
+                sources = chunk["sources"]
+                timings.retrieve_ms = (now - start) * 1000
+            token = chunk.get("answer")
+            if token:
+                if not parts:
+                    first_token_at = now
+                parts.append(token)
+                last_token_at = now
+                if on_token is not None:
+                    on_token(token)  # may raise to stop (the client went away)
+    finally:
+        # Tear the generation down here, in the caller's turn on the LLM: left to the
+        # garbage collector, the abandoned generators would unwind inside llama.cpp after
+        # the turn was given to the next request (issue 15: two decodes, a segfault).
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
     text = "".join(parts).strip()
     refused = not sources or is_refusal(text)
     suffix = "" if refused else missing_citations(text, sources)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
 from langchain_core.documents import Document
 from langchain_core.language_models import FakeListLLM
 from langchain_core.retrievers import BaseRetriever
@@ -187,3 +191,34 @@ def test_follow_ups_are_rewritten_before_retrieval() -> None:
     )
     assert retriever.queries == ["How much is the yearly membership fee?"]
     assert answer.text == "The fee is 37 pounds [1]."  # the first response was not used up
+
+
+def test_a_stopped_answer_is_torn_down_before_run_answer_returns() -> None:
+    """A client that leaves stops the answer by raising from on_token. The generation must
+    be closed in that same call, inside the caller's turn on the LLM, not later by the
+    garbage collector while another request already decodes (issue 15's segfault)."""
+    from langchain_core.runnables import RunnableGenerator
+
+    events: list[str] = []
+
+    def generation(inputs: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        try:
+            for _ in inputs:
+                pass
+            yield {"sources": []}
+            for token in ("one", "two", "three"):
+                events.append(f"decode {token}")
+                yield {"answer": token}
+        finally:
+            events.append("closed")
+
+    class Left(Exception):
+        pass
+
+    def on_token(token: str) -> None:
+        raise Left
+
+    with pytest.raises(Left) as caught:
+        run_answer(RunnableGenerator(generation), "q?", on_token=on_token)
+    assert caught.value is not None  # the traceback is still held here
+    assert events == ["decode one", "closed"]
