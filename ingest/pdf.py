@@ -71,8 +71,7 @@ def page_lines(pdf: Any, index: int) -> tuple[list[Line], float, bool]:
                 last = start + len(raw_line.rstrip()) - 1
                 middle = (first + last) // 2
                 top = textpage.get_charbox(first, loose=True)[3]
-                bottom = textpage.get_charbox(last, loose=True)[1]
-                end_top = textpage.get_charbox(last, loose=True)[3]
+                _, bottom, _, end_top = textpage.get_charbox(last, loose=True)
                 sizes = sorted(
                     raw.FPDFText_GetFontSize(textpage.raw, i) for i in (first, middle, last)
                 )
@@ -117,7 +116,8 @@ def _norm(text: str) -> str:
 
 def running_lines(pages: list[tuple[list[Line], float]]) -> set[tuple[str, int]]:
     """(text with digits folded, rounded position) of lines in the top or bottom eighth of
-    the page that recur on at least a tenth of the pages (three at least): headers, footers, page numbers."""
+    the page that recur on a tenth of the pages (three at least): heads, footers, page
+    numbers."""
     if len(pages) < 3:
         return set()
     seen: Counter[tuple[str, int]] = Counter()
@@ -187,8 +187,7 @@ def _line_spacing(lines: list[Line]) -> float:
 def _paragraphs(
     lines: list[Line], body_size: float, spacing: float, outline: dict[int, list[str]]
 ) -> list[tuple[int, str, bool]]:
-    out: list[tuple[int, str, bool]] = []
-    current: list[Line] = []
+    """(page, text, is a title) per paragraph, in reading order."""
 
     def heading(line: Line) -> bool:
         if outline:
@@ -201,13 +200,11 @@ def _paragraphs(
             line.size >= body_size * 1.15 or (line.bold and line.size >= body_size)
         )
 
-    def close() -> None:
-        if current:
-            title = all(heading(line) for line in current)
-            out.append((current[0].page, _join(line.text for line in current), title))
-            current.clear()
-
+    out: list[tuple[int, str, bool]] = []
+    current: list[Line] = []
+    current_title = False
     for line in lines:
+        title = heading(line)
         if current:
             prev = current[-1]
             gap = line.top - prev.end_top
@@ -216,11 +213,14 @@ def _paragraphs(
                 or gap > spacing * 1.45 * max(1.0, line.size / body_size)
                 or gap < -spacing / 2  # a new column or a jump back up the page
                 or abs(line.size - prev.size) >= 0.5
-                or heading(line) != heading(prev)
+                or title != current_title
             ):
-                close()
+                out.append((current[0].page, _join(x.text for x in current), current_title))
+                current = []
         current.append(line)
-    close()
+        current_title = title
+    if current:
+        out.append((current[0].page, _join(x.text for x in current), current_title))
     return out
 
 

@@ -188,10 +188,11 @@ class _Sync:
         progress: IngestProgress | None,
         dry_run: bool = False,
         retry_failed: bool = False,
+        follow_symlinks: bool = False,
     ) -> None:
         self.dry_run = dry_run
         self.retry_failed = retry_failed
-        self.follow_symlinks = False
+        self.follow_symlinks = follow_symlinks
         self.collection = collection
         self.settings = collection.settings
         self.progress = progress
@@ -414,8 +415,7 @@ def ingest_paths(
     that failed before (or held no text) is reported again without being parsed while it
     is unchanged, unless ``retry_failed``. Links that lead outside the folders are skipped
     unless ``follow_symlinks``."""
-    sync = _Sync(collection, progress, dry_run, retry_failed)
-    sync.follow_symlinks = follow_symlinks
+    sync = _Sync(collection, progress, dry_run, retry_failed, follow_symlinks)
     if dry_run:
         return _ingest(paths, sync, keep_deleted)
     with collection.write_lock(lambda: _waiting(collection)):
