@@ -11,7 +11,9 @@ RagappError                 exit 1, HTTP 400   the base class
 ├── EmptyCollectionError    exit 1, HTTP 409   a question asked of a collection with nothing in it
 ├── NoMatchingFileError     exit 1, HTTP 404   a path filter that matches no ingested file
 ├── BackendError            exit 1, HTTP 503   an LLM backend that is missing or unreachable
-└── ContextOverflowError    exit 1, HTTP 422   the question and one passage do not fit the model's context
+├── ContextOverflowError    exit 1, HTTP 422   the question and one passage do not fit the model's context
+└── BusyError                       HTTP 503   the server's line is full or the request's time ran out
+                                                (with Retry-After)
 """
 
 from __future__ import annotations
@@ -64,3 +66,17 @@ class BackendError(RagappError):
 
 class ContextOverflowError(RagappError):
     http_status = 422
+
+
+class BusyError(RagappError):
+    """The server cannot answer now: ``max_queue`` requests already wait, or the request
+    ran past ``request_timeout_s``. ``retry_after``: seconds until a retry likely fits."""
+
+    http_status = 503
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "retry_after": self.retry_after}

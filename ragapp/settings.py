@@ -203,6 +203,21 @@ class Settings(BaseSettings):
         default=4, ge=0, description="Previous chat turns kept in the prompt of `ragapp chat`."
     )
 
+    # --- server limits ---------------------------------------------------------------------
+    max_queue: int = Field(
+        default=32,
+        ge=0,
+        description="Questions `ragapp serve` lets wait for the LLM; one more is answered 503 "
+        "with Retry-After at once instead of waiting minutes. 0: no limit.",
+    )
+    request_timeout_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="Time budget of one question on `ragapp serve`, waiting in line included: "
+        "past it the request ends with 503 and Retry-After (its generation stops at the "
+        "next token). 0: none.",
+    )
+
     @field_validator("collection")
     @classmethod
     def _collection_name(cls, value: str) -> str:

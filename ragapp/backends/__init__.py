@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +56,8 @@ class Backend:
 
     def load(self, settings: Settings) -> LoadedLLM:
         loaded: LoadedLLM = self.implementation().load(settings)
+        if self.runs_gguf:
+            loaded.guard = threading.Lock()  # one context in this process: one decode at a time
         return loaded
 
     def server_url(self, settings: Settings) -> str | None:

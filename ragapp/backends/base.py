@@ -3,18 +3,28 @@ token counter and its context size (LoadedLLM), plus the helpers backends share.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel, BaseLLM
-from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
+from langchain_core.runnables import (
+    Runnable,
+    RunnableConfig,
+    RunnableGenerator,
+    RunnableLambda,
+    RunnablePassthrough,
+)
 
 from ragapp.backends.formats import PromptFormat
 from ragapp.bundled import BUNDLED_LLM, llm_gguf
 from ragapp.errors import BackendError, ModelNotFoundError, RagappError
 from ragapp.settings import BUNDLED, Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -37,6 +47,10 @@ class LoadedLLM:
     tokenizer: Callable[[str], int] | None = None
     # Turns what a server backend's client raised into a one-line error (None: not its).
     describe_error: Callable[[BaseException], RagappError | None] | None = None
+    # Held by every generation of an in-process runtime: its one llama.cpp (or gpt4all)
+    # context is not thread-safe, so two decodes must never run on it at once, whatever
+    # path (queue, eval, a generator torn down late) asked. None: a server backend.
+    guard: threading.Lock | None = None
 
     def count_tokens(self, text: str) -> int:
         """Tokens in ``text`` by the model's own tokenizer. Without one, a deliberately high
@@ -57,7 +71,26 @@ class LoadedLLM:
             if self.is_chat
             else RunnableLambda(self.prompt_format.render, name="render_prompt")
         )
-        return render | self.llm.bind(stop=[*self.prompt_format.stop, *stop], **kwargs)
+        model = self.llm.bind(stop=[*self.prompt_format.stop, *stop], **kwargs)
+        return render | (model if self.guard is None else _one_at_a_time(model, self.guard))
+
+
+def _one_at_a_time(model: Runnable[Any, Any], guard: threading.Lock) -> Runnable[Any, Any]:
+    """``model`` holding ``guard`` from its first decode until its generation ends (or is
+    closed). The server's queue already gives the model one request at a time; waiting
+    here means something slipped past it, which is logged."""
+
+    def generate(prompts: Iterator[Any], config: RunnableConfig) -> Iterator[Any]:
+        for prompt in prompts:
+            if not guard.acquire(blocking=False):
+                log.warning("a generation waited for another on the same LLM context")
+                guard.acquire()
+            try:
+                yield from model.stream(prompt, config)
+            finally:
+                guard.release()
+
+    return RunnableGenerator(generate, name="one_generation_at_a_time")  # type: ignore[arg-type]
 
 
 def llama_tokenizer(client: Any) -> Callable[[str], int]:

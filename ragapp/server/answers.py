@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.runnables import RunnableGenerator
 
 from ragapp.app import RagApp
-from ragapp.errors import RagappError
+from ragapp.errors import BusyError, RagappError
 from ragapp.query.citations import cited_numbers
 from ragapp.server.queue import Cancelled
 from ragapp.server.state import ServerState, chunk_anchor, document_id
@@ -99,17 +100,26 @@ def answer_blocking(
     emit: Callable[[str, dict[str, Any]], None],
     cancelled: Callable[[], bool],
 ) -> Answer:
-    """In a worker thread: wait for the LLM, then retrieve and generate, emitting events."""
+    """In a worker thread: wait for the LLM, then retrieve and generate, emitting events.
+    Past ``request_timeout_s`` (waiting or generating) the request ends with BusyError."""
+    budget = app.settings.request_timeout_s
+    deadline = time.monotonic() + budget if budget else None
 
     def on_token(token: str) -> None:
         if cancelled():
             raise Cancelled
+        if deadline is not None and time.monotonic() >= deadline:
+            raise BusyError(
+                f"the answer took longer than request_timeout_s ({budget:g} s); "
+                "ask for fewer tokens or retry later",
+                state.queue.retry_after(),
+            )
         emit("token", {"text": token})
 
     def on_sources(sources: list[Source]) -> None:
         emit("sources", {"sources": [source_json(n, s) for n, s in enumerate(sources, 1)]})
 
-    with state.queue.turn(lambda p: emit("queued", {"position": p}), cancelled):
+    with state.queue.turn(lambda p: emit("queued", {"position": p}), cancelled, deadline=deadline):
         emit("started", {})
         app.collection.refresh_search_index()
         chain = app.chain(question.k, question.where) | _tap_sources(on_sources)

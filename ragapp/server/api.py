@@ -95,6 +95,7 @@ async def _answer_response(
     request: Request, state: ServerState, app: RagApp, question: Question
 ) -> Any:
     await to_thread.run_sync(app.collection.require_chunks, EMPTY_HINT)
+    state.queue.check_room()  # a full line: 503 + Retry-After, before any stream starts
     if not wants_stream(request):
         return (await answer_once(state, app, question)).to_json()
 

@@ -78,6 +78,12 @@ def _error(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def _retry_after(error: dict[str, Any]) -> dict[str, str] | None:
+    """The Retry-After header of a BusyError's body (the line is full, time ran out)."""
+    seconds = error.get("retry_after")
+    return {"Retry-After": str(seconds)} if seconds else None
+
+
 def create_app(settings: Settings, *, token: str | None = None, preload: bool = False) -> FastAPI:
     """The server for ``settings``' data dir: API under /api, OpenAI-compatible API under
     /v1, the web UI at /. With ``token``, every /api and /v1 route (and the UI, through a
@@ -103,12 +109,17 @@ def create_app(settings: Settings, *, token: str | None = None, preload: bool = 
 
     @app.exception_handler(RagappError)
     async def ragapp_error(request: Request, exc: RagappError) -> JSONResponse:
-        return _error(request, exc.http_status, str(exc), type(exc).__name__)
+        return _error(
+            request, exc.http_status, str(exc), type(exc).__name__, _retry_after(exc.to_json())
+        )
 
     @app.exception_handler(AnswerFailed)
     async def answer_failed(request: Request, exc: AnswerFailed) -> JSONResponse:
         data = exc.data
-        return _error(request, data.get("status", 500), data.get("detail"), data.get("error", ""))
+        return _error(
+            request, data.get("status", 500), data.get("detail"), data.get("error", ""),
+            _retry_after(data),
+        )  # fmt: skip
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:

@@ -83,6 +83,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
     history = chat_history(turns[:-1], app.settings.history_turns)
     question = Question(turns[-1][1], None, history, None)
     await to_thread.run_sync(app.collection.require_chunks, EMPTY_HINT)
+    state.queue.check_room()  # a full line: 503 + Retry-After, before any stream starts
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
 
@@ -125,11 +126,11 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
                 elif name == "done":
                     yield chunk({}, "stop", **_extras(data["answer"]))
                 elif name == "error":
-                    yield {
-                        "data": json.dumps(
-                            {"error": {"message": data["detail"], "type": data["error"]}}
-                        )
-                    }
+                    error = {"message": data["detail"], "type": data["error"],
+                             "code": data.get("status")}  # fmt: skip
+                    if data.get("retry_after"):
+                        error["retry_after"] = data["retry_after"]
+                    yield {"data": json.dumps({"error": error})}
         yield {"data": "[DONE]"}
 
     return EventSourceResponse(events(), ping=15)

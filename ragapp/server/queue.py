@@ -6,15 +6,25 @@ slot, so one request at a time retrieves and generates. An LLM server with paral
 others wait in line and are told how many requests are ahead of them. An exclusive turn
 (bringing the search index up to date after an ingest) waits until nothing runs and
 holds every slot, so no question reads the index while it changes.
+
+The line is bounded: with ``max_waiting`` requests already waiting a new one is refused
+at once, and one still waiting at its deadline gives up; both raise BusyError with a
+Retry-After estimated from how long recent turns took.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+
+from ragapp.errors import BusyError
+
+_FIRST_GUESS_S = 5.0  # how long a turn takes, until one has been timed
 
 
 class Cancelled(Exception):
@@ -24,8 +34,10 @@ class Cancelled(Exception):
 class AnswerQueue:
     """A FIFO of ``slots`` places whose waiters learn their position (1: next in line)."""
 
-    def __init__(self, slots: int = 1) -> None:
+    def __init__(self, slots: int = 1, max_waiting: int = 0) -> None:
         self.slots = max(1, slots)
+        self.max_waiting = max_waiting  # 0: no limit
+        self.turn_s = _FIRST_GUESS_S  # moving mean of how long a question's turn takes
         self._cond = threading.Condition()
         self._waiting: deque[tuple[int, bool]] = deque()  # (ticket, exclusive)
         self._tickets = itertools.count()
@@ -50,15 +62,41 @@ class AnswerQueue:
         free = self.slots - self._running
         return max(0, index + 1 - free)
 
+    def check_room(self) -> None:
+        """BusyError now if a new request would be refused (before a stream starts, so the
+        client gets a real 503 and Retry-After rather than an error event)."""
+        with self._cond:
+            if self.max_waiting and len(self._waiting) >= self.max_waiting:
+                raise self._full()
+
+    def _full(self) -> BusyError:
+        return BusyError(
+            f"the server is busy: {len(self._waiting)} questions are waiting "
+            f"(max_queue {self.max_waiting}); retry later",
+            self.retry_after(),
+        )
+
+    def retry_after(self, ahead: int | None = None) -> int:
+        """Seconds until a request behind ``ahead`` others (default: the whole line) is
+        likely to start."""
+        with self._cond:
+            if ahead is None:
+                ahead = len(self._waiting) + self._running
+            return max(1, math.ceil(self.turn_s * max(1, ahead) / self.slots))
+
     @contextmanager
     def turn(
         self,
         on_position: Callable[[int], None] | None = None,
         cancelled: Callable[[], bool] | None = None,
         exclusive: bool = False,
+        deadline: float | None = None,
     ) -> Iterator[None]:
-        """Wait for this request's turn, reporting each new position while waiting."""
+        """Wait for this request's turn, reporting each new position while waiting.
+        BusyError when the line is full, or at ``deadline`` (time.monotonic()) still waiting."""
         with self._cond:
+            if not exclusive and self.max_waiting and len(self._waiting) >= self.max_waiting:
+                raise self._full()
             ticket = next(self._tickets)
             self._waiting.append((ticket, exclusive))
             reported = 0
@@ -73,6 +111,12 @@ class AnswerQueue:
                     self._cond.wait(timeout=0.25)
                     if cancelled is not None and cancelled():
                         raise Cancelled
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise BusyError(
+                            f"the server is busy: still {ahead} questions ahead when this "
+                            "request's time (request_timeout_s) ran out; retry later",
+                            self.retry_after(ahead),
+                        )
             except BaseException:
                 self._waiting.remove((ticket, exclusive))
                 self._cond.notify_all()
@@ -81,10 +125,13 @@ class AnswerQueue:
             self._running += 1
             self._exclusive = exclusive
             self._cond.notify_all()  # the next in line may fit in a free slot too
+        started = time.monotonic()
         try:
             yield
         finally:
             with self._cond:
                 self._running -= 1
                 self._exclusive = False
+                if not exclusive:
+                    self.turn_s = 0.7 * self.turn_s + 0.3 * (time.monotonic() - started)
                 self._cond.notify_all()

@@ -48,7 +48,7 @@ class ServerState:
         self.token = token or None
         self.started_at = time.time()
         self.models = Models(settings)
-        self.queue = AnswerQueue(answer_slots(settings))
+        self.queue = AnswerQueue(answer_slots(settings), settings.max_queue)
         self.jobs = Jobs()
         self._apps: dict[str, RagApp] = {}
         self._apps_lock = threading.Lock()

@@ -72,3 +72,45 @@ def test_fake_llm_scripted_and_stopped() -> None:
     llm = EchoLLM(responses=["one<|im_end|>ignored", "two"])
     assert llm.invoke("x", stop=["<|im_end|>"]) == "one"
     assert llm.invoke("x") == "two" and llm.calls == 2
+
+
+def test_an_in_process_model_never_runs_two_generations_at_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The guard of a GGUF runtime: a second generation waits (and says so in the log)
+    until the first one has finished or been closed; invoke goes through it too. A server
+    backend has no guard: its slots run in parallel."""
+    import threading
+
+    from langchain_core.prompt_values import StringPromptValue
+
+    from ragapp.backends.base import LoadedLLM
+    from ragapp.backends.fake import EchoLLM
+    from ragapp.backends.formats import FORMATS
+
+    loaded = LoadedLLM(
+        llm=EchoLLM(responses=["a b c d"]), prompt_format=FORMATS["chatml"], label="t",
+        metadata={}, guard=threading.Lock(),
+    )  # fmt: skip
+    prompt = StringPromptValue(text="q")
+    first = loaded.generate(stop=[]).stream(prompt)
+    assert next(first) == "a "  # the first generation holds the context, mid-answer
+    second: list[str] = []
+    other = threading.Thread(target=lambda: second.extend(loaded.generate(stop=[]).stream(prompt)))
+    with caplog.at_level("WARNING", logger="ragapp.backends.base"):
+        other.start()
+        other.join(0.5)
+        assert other.is_alive() and second == []  # waiting, not decoding
+        first.close()  # the first one stops (its client went away): the second goes on
+        other.join(5)
+    assert "".join(second) == "a b c d"
+    assert "waited for another" in caplog.text
+    assert loaded.generate(stop=[]).invoke(prompt) == "a b c d" and not loaded.guard.locked()
+    from ragapp.backends import Backend
+
+    def loaded_by(kind: str) -> LoadedLLM:
+        backend = Backend(name="x", summary="", module="fake", requires="", install="", kind=kind)
+        return backend.load(load_settings())
+
+    assert loaded_by("gguf").guard is not None and loaded_by("server").guard is None
+    assert [n for n, b in BACKENDS.items() if b.runs_gguf] == ["llamacpp", "gpt4all"]

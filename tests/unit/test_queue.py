@@ -3,12 +3,14 @@ waiting, an exclusive turn for search-index upkeep, and leaving the line on canc
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
 
 import pytest
 
+from ragapp.errors import BusyError
 from ragapp.server.queue import AnswerQueue, Cancelled
 from ragapp.server.state import answer_slots
 from ragapp.settings import load_settings
@@ -149,3 +151,97 @@ def test_the_server_answers_beside_a_busy_slot(tmp_path: object, docs: object) -
         asker.join(10)
         assert not asker.is_alive(), "the question waited for the busy slot"
     assert "Ole Brekke" in str(answers[0]["answer"])
+
+
+def test_a_full_line_refuses_at_once_with_retry_after() -> None:
+    queue, release = AnswerQueue(1, max_waiting=1), threading.Event()
+    first = start(queue, release)
+    wait_for(lambda: first[2] == ["running"])
+    second = start(queue, release)
+    wait_for(lambda: second[1] == [1])
+    with pytest.raises(BusyError) as refused:
+        queue.check_room()
+    with pytest.raises(BusyError), queue.turn():
+        pass  # pragma: no cover - refused before the turn
+    assert "max_queue 1" in str(refused.value) and refused.value.retry_after >= 1
+    assert queue.pending == 2  # the refused ones never joined
+    release.set()
+    for thread, _, _ in (first, second):
+        thread.join(5)
+    queue.check_room()  # room again
+
+
+def test_a_waiter_gives_up_at_its_deadline() -> None:
+    queue, release = AnswerQueue(1), threading.Event()
+    first = start(queue, release)
+    wait_for(lambda: first[2] == ["running"])
+    with pytest.raises(BusyError) as late, queue.turn(deadline=time.monotonic() + 0.3):
+        pass  # pragma: no cover - never started
+    assert "request_timeout_s" in str(late.value) and queue.pending == 1
+    release.set()
+    first[0].join(5)
+
+
+def test_retry_after_follows_how_long_turns_take() -> None:
+    queue = AnswerQueue(2)
+    for _ in range(30):
+        with queue.turn():
+            time.sleep(0.01)
+    assert queue.turn_s < 0.1  # the first guess (5 s) has decayed to what turns take
+    assert queue.retry_after(40) == max(1, math.ceil(queue.turn_s * 40 / 2))
+
+
+def test_the_server_answers_503_with_retry_after_when_the_line_is_full(docs: object) -> None:
+    """max_queue=1 with one question running and one waiting: the next gets 503 and a
+    Retry-After, as JSON and before any SSE stream starts, on /api and /v1."""
+    from pathlib import Path
+
+    from fastapi.testclient import TestClient
+
+    from ingest.pipeline import ingest_paths
+    from ragapp.server import create_app
+
+    app = create_app(load_settings(max_queue=1))
+    state = app.state.server
+    ingest_paths([Path(str(docs))], state.app().collection)
+    release = threading.Event()
+    holder = start(state.queue, release)
+    wait_for(lambda: holder[2] == ["running"])
+    waiter = start(state.queue, release)
+    wait_for(lambda: waiter[1] == [1])
+    question = {"question": "Who is the harbour master"}
+    chat = {"model": "ragapp", "messages": [{"role": "user", "content": question["question"]}]}
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        for path, body, headers in (
+            ("/api/ask", question, {}),
+            ("/api/ask", question, {"Accept": "text/event-stream"}),
+            ("/v1/chat/completions", chat, {}),
+            ("/v1/chat/completions", {**chat, "stream": True}, {}),
+        ):
+            response = client.post(path, json=body, headers=headers)
+            assert response.status_code == 503, (path, headers, response.text)
+            assert int(response.headers["Retry-After"]) >= 1
+            assert "busy" in response.text
+        release.set()
+        for thread, _, _ in (holder, waiter):
+            thread.join(5)
+        assert client.post("/api/ask", json=question).status_code == 200
+
+
+def test_an_answer_past_its_time_budget_ends_with_503(docs: object) -> None:
+    """request_timeout_s covers the generation too: it stops at the next token."""
+    from pathlib import Path
+
+    from fastapi.testclient import TestClient
+
+    from ingest.pipeline import ingest_paths
+    from ragapp.server import create_app
+
+    app = create_app(load_settings(request_timeout_s=0.001))
+    state = app.state.server
+    ingest_paths([Path(str(docs))], state.app().collection)
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        response = client.post("/api/ask", json={"question": "Who is the harbour master"})
+    assert response.status_code == 503 and "request_timeout_s" in response.text
+    assert int(response.headers["Retry-After"]) >= 1
+    assert state.queue.pending == 0

@@ -430,42 +430,54 @@
     let finished = false;
     const messages = [...state.history, { role: "user", content: question }];
     try {
-      const response = await api("/api/chat", {
-        method: "POST",
-        headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
-        body: JSON.stringify({ messages }),
-        signal: controller.signal,
-      });
-      if (!response.ok) throw new Error(await errorText(response));
-      await readEvents(response, (name, data) => {
-        if (name === "queued") {
-          setProgress(view, data.position === 1
-            ? "Queued — waiting for the question ahead of yours"
-            : `Queued — ${data.position} questions ahead of yours`);
-        } else if (name === "started") {
-          setProgress(view, "Searching your documents…");
-        } else if (name === "sources") {
-          sources = data.sources;
-          setProgress(view, sources.length ? `Reading ${plural(sources.length, "passage")}…` : "");
-        } else if (name === "token") {
-          if (!text) { setProgress(view, ""); view.answer.classList.add("streaming"); }
-          text += data.text;
-          renderAnswer(view.answer, text, sources);
-          scrollDown();
-        } else if (name === "done") {
-          finished = true;
-          setProgress(view, "");
-          view.answer.classList.remove("streaming");
-          text = data.answer;
-          if (data.refused) notFound(view, !data.not_found);
-          else { renderAnswer(view.answer, text, sources); announce("Answer complete"); }
-          if (sources.length) view.card.append(sourceChips(sources, data.citations));
-          view.card.append(timingsLine(data.timings));
-          state.history = [...messages, { role: "assistant", content: text }].slice(-16);
-        } else if (name === "error") {
-          throw new Error(data.detail || data.error);
+      for (let attempt = 1; ; attempt++) {
+        const response = await api("/api/chat", {
+          method: "POST",
+          headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+          body: JSON.stringify({ messages }),
+          signal: controller.signal,
+        });
+        const busy = Number(response.headers.get("Retry-After"));
+        if (response.status === 503 && busy && attempt <= BUSY_RETRIES) {
+          await waitWhileBusy(view, busy, controller.signal);
+          continue;
         }
-      }, controller.signal);
+        if (!response.ok) throw new Error(await errorText(response));
+        let retryIn = 0;
+        await readEvents(response, (name, data) => {
+          if (name === "queued") {
+            setProgress(view, data.position === 1
+              ? "Queued — waiting for the question ahead of yours"
+              : `Queued — ${data.position} questions ahead of yours`);
+          } else if (name === "started") {
+            setProgress(view, "Searching your documents…");
+          } else if (name === "sources") {
+            sources = data.sources;
+            setProgress(view, sources.length ? `Reading ${plural(sources.length, "passage")}…` : "");
+          } else if (name === "token") {
+            if (!text) { setProgress(view, ""); view.answer.classList.add("streaming"); }
+            text += data.text;
+            renderAnswer(view.answer, text, sources);
+            scrollDown();
+          } else if (name === "done") {
+            finished = true;
+            setProgress(view, "");
+            view.answer.classList.remove("streaming");
+            text = data.answer;
+            if (data.refused) notFound(view, !data.not_found);
+            else { renderAnswer(view.answer, text, sources); announce("Answer complete"); }
+            if (sources.length) view.card.append(sourceChips(sources, data.citations));
+            view.card.append(timingsLine(data.timings));
+            state.history = [...messages, { role: "assistant", content: text }].slice(-16);
+          } else if (name === "error") {
+            // the line was full or the time ran out before a word was written: wait, retry
+            if (data.retry_after && !text && attempt <= BUSY_RETRIES) { retryIn = data.retry_after; return; }
+            throw new Error(data.detail || data.error);
+          }
+        }, controller.signal);
+        if (!retryIn || controller.signal.aborted) break;
+        await waitWhileBusy(view, retryIn, controller.signal);
+      }
       if (!finished && !controller.signal.aborted) throw new Error("the answer stopped unexpectedly");
     } catch (err) {
       setProgress(view, "");
@@ -481,6 +493,17 @@
       setBusy(false);
       scrollDown();
     }
+  }
+
+  // The server answered 503 with Retry-After: count down in the answer's place, then retry.
+  const BUSY_RETRIES = 5;
+  async function waitWhileBusy(view, seconds, signal) {
+    for (let left = Math.ceil(seconds); left > 0; left--) {
+      if (signal.aborted) return;
+      setProgress(view, `The server is busy — retrying in ${left} s`);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+    setProgress(view, "Searching your documents…");
   }
 
   function setBusy(busy) {
