@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import base64
 import os
+import re
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -229,6 +232,40 @@ def test_queued_then_not_found(ui: Page, server_app: Any) -> None:
     assert notice.locator("strong").text_content() == "Not found in your documents"
     assert card.locator(".source-chip").count() == 0
     ui.shot("5-not-found")
+
+
+def test_a_busy_server_is_counted_down_and_retried(ui: Page, server_app: Any) -> None:
+    """The line is full (max_queue 1: one question runs, one waits): the server answers
+    503 with Retry-After, the page says so, counts down, and retries until it gets in."""
+    queue = server_app.state.server.queue
+    queue.max_waiting, queue.turn_s = 1, 1.0  # Retry-After: ceil(1 s x 2 ahead) = 2 s
+    release = threading.Event()
+
+    def hold() -> None:
+        with queue.turn():
+            release.wait(60)
+
+    holders = [threading.Thread(target=hold, daemon=True) for _ in range(2)]
+    try:
+        for i, holder in enumerate(holders, 1):
+            holder.start()
+            while queue.pending < i:
+                time.sleep(0.01)
+        ui.page.fill("#question", OUT_OF_SCOPE)
+        ui.page.press("#question", "Enter")
+        busy = ui.page.locator(".progress-line", has_text="busy")
+        busy.wait_for(timeout=LONG)
+        assert re.fullmatch(r"The server is busy — retrying in \d+ s", busy.text_content())
+        ui.shot("4b-busy")
+    finally:
+        release.set()
+        for holder in holders:
+            holder.join(10)
+        queue.max_waiting = server_app.state.server.settings.max_queue
+    card = ui.page.locator(".msg.assistant .card").last
+    card.locator(".meta-line").wait_for(timeout=LONG)
+    assert card.locator(".notice strong").text_content() == "Not found in your documents"
+    assert card.locator(".error-box").count() == 0
 
 
 def test_document_text_is_shown_as_text(ui: Page, browser: Any, base_url: str) -> None:
