@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +26,10 @@ BUNDLED = "bundled"
 LLMBackend = Literal["llamacpp", "ollama", "openai", "gpt4all", "fake"]
 PromptFamily = Literal["auto", "llama2", "llama3", "chatml", "gemma", "mistral", "phi3", "template"]
 KVCacheType = Literal["f16", "q8_0", "q4_0"]
+
+
+_COLLECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,198}[A-Za-z0-9]")
+_IPV4 = re.compile(r"\d{1,3}(\.\d{1,3}){3}")
 
 
 class Settings(BaseSettings):
@@ -221,12 +226,12 @@ class Settings(BaseSettings):
     @field_validator("collection")
     @classmethod
     def _collection_name(cls, value: str) -> str:
-        # Chroma: 3-512 chars of [a-zA-Z0-9._-], starting and ending alphanumeric.
-        ok = 3 <= len(value) <= 512 and value[0].isalnum() and value[-1].isalnum()
-        if not ok or any(not (c.isalnum() or c in "._-") for c in value):
+        # Chroma's rule (3-512 of [a-zA-Z0-9._-], alphanumeric at both ends, no '..', not an
+        # IPv4 address), at most 200 characters: the name is also a folder and file name.
+        if not _COLLECTION_NAME.fullmatch(value) or ".." in value or _IPV4.fullmatch(value):
             raise ValueError(
-                "collection names are 3-512 letters, digits, '.', '_' or '-', "
-                "starting and ending with a letter or digit"
+                "collection names are 3-200 letters, digits, '.', '_' or '-', starting and "
+                "ending with a letter or digit, without '..', and not an IP address"
             )
         if value.endswith(("__files", "__windows", "__failed")):  # side tables (ragapp.store)
             raise ValueError("collection names may not end in '__files', '__windows' or '__failed'")

@@ -84,10 +84,19 @@ def _retry_after(error: dict[str, Any]) -> dict[str, str] | None:
     return {"Retry-After": str(seconds)} if seconds else None
 
 
+def _refused(
+    request: Request, status: int, detail: str, headers: dict[str, str] | None
+) -> JSONResponse:
+    """GuardMiddleware's refusals (no token, foreign Host, cross-origin write) as the app's
+    other errors."""
+    return _error(request, status, detail, "http_error", headers)
+
+
 def create_app(settings: Settings, *, token: str | None = None, preload: bool = False) -> FastAPI:
     """The server for ``settings``' data dir: API under /api, OpenAI-compatible API under
-    /v1, the web UI at /. With ``token``, every /api and /v1 route (and the UI, through a
-    login page) needs it. ``preload`` loads the models in the background at startup."""
+    /v1, the web UI at /. With ``token``, every route but /healthz and the sign-in page
+    (security.PUBLIC_PATHS) needs it; a page sends a stranger to the sign-in page.
+    ``preload`` loads the models in the background at startup."""
     state = ServerState(settings, token)
 
     @asynccontextmanager
@@ -140,6 +149,6 @@ def create_app(settings: Settings, *, token: str | None = None, preload: bool = 
     app.include_router(openai_api.router)
     app.include_router(ui.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.add_middleware(GuardMiddleware, token=state.token)
+    app.add_middleware(GuardMiddleware, token=state.token, refuse=_refused)
     app.add_middleware(SecurityHeaders)
     return app

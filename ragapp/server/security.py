@@ -1,5 +1,6 @@
-"""Security by default: loopback unless a token is set, bearer-token checks, same-origin
-writes, loopback Host names (no DNS rebinding), and upload names that cannot escape."""
+"""Security by default: loopback unless a token is set, the token on every route but a
+named few, same-origin writes, loopback Host names (no DNS rebinding), and upload names
+that cannot escape."""
 
 from __future__ import annotations
 
@@ -8,12 +9,21 @@ import hmac
 import ipaddress
 import re
 import unicodedata
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from fastapi import HTTPException, Request
+from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 COOKIE = "ragapp_session"
+TOKEN_NEEDED = "missing or wrong token: send 'Authorization: Bearer <token>'"
+PUBLIC_PATHS = frozenset(
+    {"/healthz", "/login", "/logout", "/static/app.css", "/static/favicon.svg"}
+)
+"""What answers without the token when the server has one: liveness, signing in and out,
+and the bundled style sheet and logo the sign-in page shows."""
+_NOT_PAGES = ("/api/", "/v1/", "/static/", "/openapi.json")  # a stranger gets 401, not /login
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
 _UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 _WINDOWS_RESERVED = re.compile(r"^(con|prn|aux|nul|com\d|lpt\d)(\..*)?$", re.I)
@@ -52,13 +62,9 @@ def request_authorized(request: Request, token: str | None) -> bool:
 
 def require_token(request: Request) -> None:
     """Dependency of every /api and /v1 route: a bearer token (or the UI's login cookie)
-    whenever the server has a token."""
+    whenever the server has a token (a second lock: GuardMiddleware checks first)."""
     if not request_authorized(request, request.app.state.server.token):
-        raise HTTPException(
-            status_code=401,
-            detail="missing or wrong token: send 'Authorization: Bearer <token>'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise HTTPException(401, TOKEN_NEEDED, headers={"WWW-Authenticate": "Bearer"})
 
 
 def _host_name(host_header: str) -> str:
@@ -77,39 +83,55 @@ def _cross_origin(origin: str | None, fetch_site: str | None, host: str) -> bool
     return origin == "null" or urlsplit(origin).netloc.lower() != host.lower()
 
 
+Refusal = Callable[[Request, int, str, dict[str, str] | None], Response]
+
+
 class GuardMiddleware:
-    """Two checks before any route runs:
+    """Three checks before any route runs, from the request's headers alone:
 
     - without a token the server is on loopback, and only loopback Host names are served,
       so a web page cannot reach it through DNS rebinding;
     - a write (POST, PUT, PATCH, DELETE) sent by a browser from another origin is refused,
       so a web page cannot upload, delete or ask through the user's browser (CORS is off,
-      so it cannot read responses either).
+      so it cannot read responses either);
+    - with a token, only PUBLIC_PATHS answer without it: a page sends the stranger to
+      /login, anything else is a 401, before a body is read or parsed. So every route is
+      covered (/openapi.json and static files too), new ones included.
+    ``refuse`` builds the refusals (the app's error shape).
     """
 
-    def __init__(self, app: ASGIApp, token: str | None) -> None:
+    def __init__(self, app: ASGIApp, token: str | None, refuse: Refusal) -> None:
         self.app = app
         self.token = token
+        self.refuse = refuse
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        host = headers.get("host", "")
-        problem = None
+        request = Request(scope)
+        host = request.headers.get("host", "")
+        path, method = scope["path"], scope["method"]
+        response = None
         if not self.token and _host_name(host).lower() not in LOOPBACK_NAMES:
-            problem = (400, "this server only answers to localhost (set a token to serve others)")
-        elif scope["method"] in _UNSAFE_METHODS and _cross_origin(
-            headers.get("origin"), headers.get("sec-fetch-site"), host
+            detail = "this server only answers to localhost (set a token to serve others)"
+            response = self.refuse(request, 400, detail, None)
+        elif method in _UNSAFE_METHODS and _cross_origin(
+            request.headers.get("origin"), request.headers.get("sec-fetch-site"), host
         ):
-            problem = (403, "cross-origin request refused")
-        if problem is None:
+            response = self.refuse(request, 403, "cross-origin request refused", None)
+        elif (
+            self.token and path not in PUBLIC_PATHS and not request_authorized(request, self.token)
+        ):
+            if method in ("GET", "HEAD") and not path.startswith(_NOT_PAGES):
+                response = RedirectResponse("/login", status_code=303)
+            else:
+                bearer = {"WWW-Authenticate": "Bearer"}
+                response = self.refuse(request, 401, TOKEN_NEEDED, bearer)
+        if response is None:
             await self.app(scope, receive, send)
-            return
-        from starlette.responses import JSONResponse
-
-        await JSONResponse({"detail": problem[1]}, status_code=problem[0])(scope, receive, send)
+        else:
+            await response(scope, receive, send)
 
 
 def safe_filename(raw: str, fallback: str = "upload") -> str:

@@ -19,6 +19,7 @@ EXPECTED = {
     "NoMatchingFileError": 404,
     "BackendError": 503,
     "ContextOverflowError": 422,
+    "BusyError": 503,
 }
 
 
@@ -36,5 +37,9 @@ def test_each_error_has_its_status_and_the_tree_is_documented() -> None:
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_to_json(name: str) -> None:
-    exc = getattr(errors, name)("one line")
-    assert exc.to_json() == {"status": EXPECTED[name], "error": name, "detail": "one line"}
+    if name == "BusyError":
+        exc = errors.BusyError("one line", retry_after=7)
+        extra = {"retry_after": 7}
+    else:
+        exc, extra = getattr(errors, name)("one line"), {}
+    assert exc.to_json() == {"status": EXPECTED[name], "error": name, "detail": "one line", **extra}
