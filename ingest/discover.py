@@ -11,7 +11,9 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class Discovered:
-    path: Path  # absolute, symlinks resolved
+    # absolute, symlinks resolved; a followed link that leads out of the folder keeps the
+    # path the user sees (in the folder), so its entry goes when the link goes
+    path: Path
     root: Path  # the folder (or file) given by the user
     error: str | None = None  # why it can't be read (a folder not listable, a link loop...)
     skipped: bool = False  # the error is a choice, not a fault (a link out of the folder)
@@ -61,7 +63,8 @@ def discover(paths: Iterable[Path], follow_symlinks: bool = False) -> Iterator[D
                 path = link.resolve()
                 if path not in seen and path.is_file():
                     seen.add(path)
-                    yield Discovered(path, root)
+                    inside = root == path or root in path.parents
+                    yield Discovered(path if inside else link, root)
         yield from _unlistable(errors, root)
 
 

@@ -210,4 +210,10 @@ def test_odd_links_and_names_are_report_lines_and_nothing_outside_is_read(
     assert followed.code == 3  # the loops and the odd name are still there
     assert [Path(p["path"]).name for p in followed.json()["skipped"]] == []
     sources = [s["path"] for s in run_cli("sources", "--json").json()["sources"]]
-    assert str(outside / "secret.txt") in sources
+    assert str(docs / "looks-innocent.txt") in sources  # the path the user sees
+    assert not any(str(outside) in s for s in sources)
+    for link in ("looks-innocent.txt", "linked-folder"):
+        (docs / link).unlink()  # the links go: so does the entry
+    gone = run_cli("ingest", str(docs), "--follow-symlinks", "--json").json()
+    assert gone["removed"] == 1
+    assert "31-7-22" not in run_cli("retrieve", "vault combination", "--json").stdout
