@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import ragapp  # noqa: F401  (sets the offline/telemetry env vars before unstructured loads)
+from ingest.limits import ParseLimits, archive_problem, heartbeat, markup_problem
 
 # The reason for a file that parsed but holds no text (a photo, a blank scan): it is
 # skipped, not failed, and remembered like a failure so it is not parsed again unchanged.
@@ -59,6 +60,7 @@ def _pdf(path: str) -> list[Any]:
     for page in scanned:
         image = convert_from_path(path, dpi=200, first_page=page, last_page=page)[0]
         elements += _ocr(image, page, path)
+        heartbeat()  # each OCR'd page gets the parse time limit again
     return sorted(elements, key=lambda e: e.metadata.page_number or 0)
 
 
@@ -84,7 +86,11 @@ def _image(path: str) -> list[Any]:
     _need("tesseract", "tesseract-ocr")
     with Image.open(path) as img:
         frames = [frame.copy() for frame in ImageSequence.Iterator(img)]
-    return [el for n, frame in enumerate(frames, 1) for el in _ocr(frame, n, path)]
+    elements: list[Any] = []
+    for n, frame in enumerate(frames, 1):
+        elements += _ocr(frame, n, path)
+        heartbeat()
+    return elements
 
 
 # Section containers: HTML5 <section>/<article>, DocBook and Sphinx <div class="section">,
@@ -322,17 +328,22 @@ def _reason(exc: Exception) -> str:
     return f"cannot parse: {first[:200]}"
 
 
-def load_elements(path: Path) -> list[Any]:
-    """The file's elements, or LoadError with a one-line reason."""
+def load_elements(path: Path, limits: ParseLimits | None = None) -> list[Any]:
+    """The file's elements, or LoadError with a one-line reason. Zip containers and markup
+    are checked against ``limits`` first (zip bombs, entity declarations); MemoryError is
+    left to the caller, which knows the memory limit it ran under."""
     partition = PARTITIONERS.get(_partitioner_key(path))
     if partition is None:
         raise UnsupportedFile(f"unsupported file type {path.suffix or '(no extension)'!r}")
     if path.stat().st_size == 0:
         raise LoadError("empty file")
+    problem = archive_problem(path, limits or ParseLimits()) or markup_problem(path)
+    if problem:
+        raise LoadError(problem)
     use_local_spacy()
     try:
         elements = partition(str(path))
-    except LoadError:
+    except (LoadError, MemoryError):
         raise
     except Exception as exc:  # parsers raise anything; the file is skipped with the reason
         raise LoadError(_reason(exc)) from exc

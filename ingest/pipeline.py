@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import multiprocessing
 import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -30,6 +27,7 @@ from typing import Any, Protocol
 
 from ingest.chunking import chunk_elements, embedding_text, rekey
 from ingest.discover import Discovered, discover
+from ingest.limits import ParseLimits, ParsePool, memory_reason
 from ingest.loaders import (
     NO_TEXT,
     LoadError,
@@ -37,6 +35,7 @@ from ingest.loaders import (
     file_type,
     is_supported,
     load_elements,
+    use_local_spacy,
 )
 from ragapp.collection import Collection
 from ragapp.ledger import FailedFile, FileEntry, is_under
@@ -46,8 +45,12 @@ log = logging.getLogger("ragapp.ingest")
 # Embed once this many chunks are waiting: a few full embedding batches across small files,
 # yet often enough that progress (files count when they are in the store) moves steadily.
 _FLUSH_CHUNKS = 64
-# Fewer files than this to parse: do it in-process (starting workers costs seconds).
+# Fewer files than this to parse: in-process when the parse limits are off (starting a
+# worker costs seconds). With them on, only small plain text is (no bomb fits in it, and a
+# worker would cost more than its parse); the rest goes to a worker, under the limits.
 _MIN_FILES_FOR_WORKERS = 6
+_LIGHT_TYPES = frozenset({".txt", ".text", ".md", ".markdown", ".csv", ""})
+_LIGHT_BYTES = 64 * 1024
 
 
 class IngestProgress(Protocol):
@@ -119,11 +122,17 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def parse_file(path: str, sha256: str, chunk_size: int, chunk_overlap: int) -> list[Chunk] | str:
+def parse_file(
+    path: str,
+    sha256: str,
+    chunk_size: int,
+    chunk_overlap: int,
+    limits: ParseLimits | None = None,
+) -> list[Chunk] | str:
     """Worker: one file to chunks, or the reason it failed. Top-level so it pickles."""
     try:
         chunks = chunk_elements(
-            load_elements(Path(path)),
+            load_elements(Path(path), limits),
             source=path,
             file_hash=sha256,
             file_type=file_type(Path(path)),
@@ -134,6 +143,8 @@ def parse_file(path: str, sha256: str, chunk_size: int, chunk_overlap: int) -> l
         return str(exc)
     except OSError as exc:
         return f"cannot read: {exc.strerror or exc}"
+    except MemoryError:
+        return memory_reason()
     return chunks or NO_TEXT
 
 
@@ -166,6 +177,9 @@ def _init_worker() -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
     for noisy in ("pypandoc", "unstructured", "pdfminer", "pypdf"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    # Load what every parse needs now, so a file's time limit counts its parse, not the
+    # seconds of imports a fresh worker spends before its first file.
+    use_local_spacy()
 
 
 @dataclass
@@ -357,48 +371,43 @@ class _Sync:
 def _parse_all(
     sync: _Sync, jobs: list[_Job], workers: int, parse: Callable[..., list[Chunk] | str]
 ) -> None:
-    """Parse jobs in worker processes (in-process when too few to be worth it) and feed
-    the results to the writer. Whenever no parse result is ready, the main process embeds
-    what it has, so parsing and embedding overlap instead of waiting on each other."""
-    args = (sync.settings.chunk_size, sync.settings.chunk_overlap)
+    """Parse jobs in worker processes, under the parse limits (small text files in-process
+    when there are few) and feed the results to the writer. Whenever no parse result is
+    ready, the main process embeds what it has, so parsing and embedding overlap instead of
+    waiting on each other."""
+    limits = ParseLimits.from_settings(sync.settings)
+    args = (sync.settings.chunk_size, sync.settings.chunk_overlap, limits)
     timed = sync.report.timed
     if workers < 1 or len(jobs) < _MIN_FILES_FOR_WORKERS:
-        for job in jobs:
+        here = [j for j in jobs if workers < 1 or not limits.isolated or _light(j)]
+        for job in here:
             with timed("parse"):
                 result = parse(job.source, job.sha256, *args)
             sync.add_parsed(job, result)
+        jobs = [j for j in jobs if j not in here]
+        workers = min(workers, len(jobs))
+    if not jobs:
         return
-    window = workers * 8  # files in flight: bounds memory, keeps workers busy
-    todo = deque(jobs)
-    inflight: dict[Future[list[Chunk] | str], _Job] = {}
-    ctx = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
-        while todo or inflight:
-            while todo and len(inflight) < window:
-                job = todo.popleft()
-                try:
-                    inflight[pool.submit(parse, job.source, job.sha256, *args)] = job
-                except BrokenProcessPool:
-                    with timed("parse"):
-                        result = parse(job.source, job.sha256, *args)
-                    sync.add_parsed(job, result)
-            ready = [f for f in inflight if f.done()]
+    todo = deque(enumerate(jobs))
+    with ParsePool(workers, limits, parse, _init_worker) as pool:
+        while todo or len(pool):
+            while todo and pool.room > 0:
+                key, job = todo.popleft()
+                pool.submit(key, job.source, job.sha256, *args)
+            ready = pool.collect(timeout=0)
             if not ready:
                 if sync.pending:
                     sync.flush()  # embed while the parsers work
-                else:
-                    with timed("parse"):  # nothing to embed: waiting on the parsers
-                        wait(inflight, return_when=FIRST_COMPLETED)
-                continue
-            for future in ready:
-                job = inflight.pop(future)
-                try:
-                    result = future.result()
-                except BrokenProcessPool:
-                    result = "the parser crashed on this file"
-                except Exception as exc:  # noqa: BLE001  (a parser bug must not stop the run)
-                    result = f"cannot parse: {type(exc).__name__}: {exc}"
-                sync.add_parsed(job, result)
+                    continue
+                with timed("parse"):  # nothing to embed: waiting on the parsers
+                    ready = pool.collect(timeout=None)
+            for key, result in ready:
+                sync.add_parsed(jobs[key], result)
+
+
+def _light(job: _Job) -> bool:
+    """A file cheaper to parse in-process than to hand to a worker: small plain text."""
+    return job.path.suffix.lower() in _LIGHT_TYPES and job.size <= _LIGHT_BYTES
 
 
 def ingest_paths(

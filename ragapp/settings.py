@@ -102,6 +102,42 @@ class Settings(BaseSettings):
     max_file_mb: float = Field(
         default=100.0, gt=0, description="Files larger than this (MiB) are skipped with a reason."
     )
+    max_unzipped_mb: float = Field(
+        default=512.0,
+        gt=0,
+        description="Zip-based documents (docx, xlsx, pptx, odt, epub) that inflate to more "
+        "than this (MiB, all members together, as declared and as really inflated) are refused "
+        "before parsing, as likely zip bombs. Real documents inflate to a few times their size "
+        "(a 300-page docx: about 10 MiB), and a parser holds several times the XML in memory.",
+    )
+    max_zip_ratio: float = Field(
+        default=100.0,
+        gt=1,
+        description="A zip member past 10 MiB inflated that is more than this many times its "
+        "compressed size is refused (zip bomb). Office and e-book XML compresses 5-20:1, "
+        "images about 1:1; a deflate bomb reaches 1000:1.",
+    )
+    max_zip_entries: int = Field(
+        default=10_000,
+        ge=1,
+        description="Zip-based documents with more members than this are refused. A docx has "
+        "about 20, a 500-slide pptx with its media a few thousand.",
+    )
+    parse_timeout_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="Seconds one file may take to parse (each page OCR'd gets this much again) "
+        "before its parser is killed and the file fails with the reason; the rest goes on. "
+        "A 50-page PDF's text layer takes about 1 s, an OCR'd page about 6 s. 0: no limit.",
+    )
+    parse_memory_mb: int = Field(
+        default=4096,
+        ge=0,
+        description="Memory (MiB of address space, RLIMIT_AS) one file's parse may take in its "
+        "parser process, on top of the parser libraries (about 1 GiB, not counted); a file that "
+        "needs more fails with the reason, and the rest goes on. Measured: OCR adds about 1 GiB, "
+        "a 38 MB HTML page about 2 GiB, a 52-page PDF 0.1 GiB. 0: no limit.",
+    )
 
     # --- retrieval -------------------------------------------------------------------------
     top_k: int = Field(default=4, ge=1, le=100, description="Chunks retrieved per question.")
