@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from parallel import ROOT, free_port, ragapp_cmd, serve, stop  # noqa: E402
+from parallel import free_port, ingest_sample_docs, serve, stop  # noqa: E402
 
 
 @dataclass
@@ -214,12 +214,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="ragapp-bench-load-") as tmp:
         data_dir = Path(tmp)
-        ingest = subprocess.run(
-            ragapp_cmd(data_dir, "ingest", str(ROOT / "sample_docs")), env=env, cwd=ROOT,
-            capture_output=True, text=True,
-        )  # fmt: skip
-        if ingest.returncode != 0:
-            sys.exit(f"ingest failed ({ingest.returncode}):\n{ingest.stderr[-3000:]}")
+        ingest_sample_docs(data_dir, env)
         for name in args.backends.split(","):
             rows.append(run_backend(name, data_dir, env, questions))
 

@@ -175,6 +175,16 @@ def ragapp_cmd(data_dir: Path, *args: str) -> list[str]:
             "--collection", COLLECTION, *args]  # fmt: skip
 
 
+def ingest_sample_docs(data_dir: Path, env: dict[str, str]) -> None:
+    """sample_docs/ into the bench's collection in ``data_dir``; exits if the ingest fails."""
+    ingest = subprocess.run(
+        ragapp_cmd(data_dir, "ingest", str(ROOT / "sample_docs")), env=env, cwd=ROOT,
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if ingest.returncode != 0:
+        sys.exit(f"ingest failed ({ingest.returncode}):\n{ingest.stderr[-3000:]}")
+
+
 @dataclass
 class Run:
     parallel: int
@@ -330,12 +340,7 @@ def main() -> None:
             "RAGAPP_LLM_MODEL": "bundled",  # the stand-in's one model
         }
         started = time.perf_counter()
-        ingest = subprocess.run(
-            ragapp_cmd(data_dir, "ingest", str(ROOT / "sample_docs")), env=base_env, cwd=ROOT,
-            capture_output=True, text=True,
-        )  # fmt: skip
-        if ingest.returncode != 0:
-            sys.exit(f"ingest failed ({ingest.returncode}):\n{ingest.stderr[-3000:]}")
+        ingest_sample_docs(data_dir, base_env)
         print(f"# ingested sample_docs/ in {time.perf_counter() - started:.0f} s\n")
         for parallel in parallels:
             runs.append(run_once(parallel, data_dir, base_env, llm, questions))

@@ -67,14 +67,11 @@ class AnswerQueue:
         client gets a real 503 and Retry-After rather than an error event)."""
         with self._cond:
             if self.max_waiting and len(self._waiting) >= self.max_waiting:
-                raise self._full()
-
-    def _full(self) -> BusyError:
-        return BusyError(
-            f"the server is busy: {len(self._waiting)} questions are waiting "
-            f"(max_queue {self.max_waiting}); retry later",
-            self.retry_after(),
-        )
+                raise BusyError(
+                    f"the server is busy: {len(self._waiting)} questions are waiting "
+                    f"(max_queue {self.max_waiting}); retry later",
+                    self.retry_after(),
+                )
 
     def retry_after(self, ahead: int | None = None) -> int:
         """Seconds until a request behind ``ahead`` others (default: the whole line) is
@@ -95,8 +92,8 @@ class AnswerQueue:
         """Wait for this request's turn, reporting each new position while waiting.
         BusyError when the line is full, or at ``deadline`` (time.monotonic()) still waiting."""
         with self._cond:
-            if not exclusive and self.max_waiting and len(self._waiting) >= self.max_waiting:
-                raise self._full()
+            if not exclusive:
+                self.check_room()
             ticket = next(self._tickets)
             self._waiting.append((ticket, exclusive))
             reported = 0
