@@ -8,6 +8,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ragapp.ledger import source_key
+
 
 @dataclass(frozen=True)
 class Discovered:
@@ -18,15 +20,20 @@ class Discovered:
     error: str | None = None  # why it can't be read (a folder not listable, a link loop...)
     skipped: bool = False  # the error is a choice, not a fault (a link out of the folder)
 
+    @property
+    def source(self) -> str:
+        """The key it is stored and shown under (lossless, also for names not in UTF-8)."""
+        return source_key(self.path)
+
 
 def discover(paths: Iterable[Path], follow_symlinks: bool = False) -> Iterator[Discovered]:
     """Every regular file under ``paths``, recursively, in a stable order. Hidden files and
     folders (.git, .venv, ...) are left out when walking; a file named explicitly is not.
     A symbolic link whose target lies outside the folder being walked is skipped (with
     the reason) unless ``follow_symlinks``; symlinked folders are followed once (a loop
-    ends at the first repeat). Link loops, dangling links, names that are not UTF-8 and
-    folders that can't be listed are yielded with ``error`` set, so each is reported
-    instead of stopping the walk or vanishing."""
+    ends at the first repeat). Link loops, dangling links and folders that can't be
+    listed are yielded with ``error`` set, so each is reported instead of stopping the walk
+    or vanishing. Names that are not UTF-8 are read like any other (see ``source``)."""
     seen: set[Path] = set()
     for given in paths:
         root = Path(given).expanduser().resolve()
@@ -70,9 +77,6 @@ def discover(paths: Iterable[Path], follow_symlinks: bool = False) -> Iterator[D
 
 def _problem(path: Path, root: Path, follow_symlinks: bool) -> Discovered | None:
     """Why a folder entry can't (or shouldn't) be read, as a report line; None if it can."""
-    shown = Path(printable(str(path)))
-    if shown != path:
-        return Discovered(shown, root, "file name is not valid UTF-8 (rename it to ingest it)")
     if not path.is_symlink():
         return None
     try:
@@ -95,14 +99,7 @@ def _problem(path: Path, root: Path, follow_symlinks: bool) -> Discovered | None
     return None
 
 
-def printable(text: str) -> str:
-    """A path as it can be shown and stored: bytes that are not UTF-8 (held by Python as
-    surrogate escapes) become U+FFFD."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
 def _unlistable(errors: list[OSError], root: Path) -> Iterator[Discovered]:
     while errors:
         err = errors.pop(0)
-        name = printable(str(err.filename))
-        yield Discovered(Path(name), root, f"cannot read: {err.strerror or err}")
+        yield Discovered(Path(err.filename), root, f"cannot read: {err.strerror or err}")

@@ -16,12 +16,15 @@ from __future__ import annotations
 import codecs
 import functools
 import shutil
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import ragapp  # noqa: F401  (sets the offline/telemetry env vars before unstructured loads)
 from ingest.limits import ParseLimits, archive_problem, heartbeat, markup_problem
+from ragapp.ledger import source_key
 
 # The reason for a file that parsed but holds no text (a photo, a blank scan): it is
 # skipped, not failed, and remembered like a failure so it is not parsed again unchanged.
@@ -211,9 +214,18 @@ def _odt(path: str) -> list[Any]:
 
 
 def _email(path: str) -> list[Any]:
+    """The message and its attachments; an attachment that can't be parsed (truncated, an
+    unknown format) leaves the message itself, rather than failing it too."""
     from unstructured.partition.email import partition_email
 
-    return partition_email(filename=path, content_source="text/plain", process_attachments=True)
+    try:
+        return partition_email(filename=path, content_source="text/plain", process_attachments=True)
+    except (LoadError, MemoryError):
+        raise
+    except Exception:  # noqa: BLE001 - an attachment's parser raises anything
+        return partition_email(
+            filename=path, content_source="text/plain", process_attachments=False
+        )
 
 
 PARTITIONERS: dict[str, Callable[[str], list[Any]]] = {
@@ -328,6 +340,19 @@ def _reason(exc: Exception) -> str:
     return f"cannot parse: {first[:200]}"
 
 
+@contextmanager
+def _utf8_named(path: Path) -> Iterator[Path]:
+    """``path``, or a link to it under a UTF-8 name when its own isn't one: unstructured
+    hashes the file name into every element id, and fails on bytes that aren't UTF-8."""
+    if source_key(path) == str(path):
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="ragapp-name-") as folder:
+        link = Path(folder) / f"file{path.suffix if source_key(path.suffix) == path.suffix else ''}"
+        link.symlink_to(path.absolute())
+        yield link
+
+
 def load_elements(path: Path, limits: ParseLimits | None = None) -> list[Any]:
     """The file's elements, or LoadError with a one-line reason. Zip containers and markup
     are checked against ``limits`` first (zip bombs, entity declarations); MemoryError is
@@ -342,7 +367,8 @@ def load_elements(path: Path, limits: ParseLimits | None = None) -> list[Any]:
         raise LoadError(problem)
     use_local_spacy()
     try:
-        elements = partition(str(path))
+        with _utf8_named(path) as readable:
+            elements = partition(str(readable))
     except (LoadError, MemoryError):
         raise
     except Exception as exc:  # parsers raise anything; the file is skipped with the reason

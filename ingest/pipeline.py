@@ -38,7 +38,7 @@ from ingest.loaders import (
     use_local_spacy,
 )
 from ragapp.collection import Collection
-from ragapp.ledger import FailedFile, FileEntry, is_under
+from ragapp.ledger import FailedFile, FileEntry, is_under, one_line
 from ragapp.types import Chunk
 
 log = logging.getLogger("ragapp.ingest")
@@ -123,19 +123,21 @@ def file_sha256(path: Path) -> str:
 
 
 def parse_file(
-    path: str,
+    path: Path,
+    source: str,
     sha256: str,
     chunk_size: int,
     chunk_overlap: int,
     limits: ParseLimits | None = None,
 ) -> list[Chunk] | str:
-    """Worker: one file to chunks, or the reason it failed. Top-level so it pickles."""
+    """Worker: the file at ``path`` to chunks under ``source``, or the reason it failed.
+    Top-level so it pickles."""
     try:
         chunks = chunk_elements(
-            load_elements(Path(path), limits),
-            source=path,
+            load_elements(path, limits),
+            source=source,
             file_hash=sha256,
-            file_type=file_type(Path(path)),
+            file_type=file_type(path),
             chunk_size=chunk_size,
             chunk_overlap=chunk_overlap,
         )
@@ -226,7 +228,8 @@ class _Sync:
             self.done(path, "skipped" if skipped else "failed")
             return  # logged when it was attempted
         stamp = datetime.now(UTC).isoformat(timespec="seconds")
-        self.log_lines.append(f"{stamp}\t{'skipped' if skipped else 'failed'}\t{path}\t{reason}")
+        verdict = "skipped" if skipped else "failed"
+        self.log_lines.append(f"{stamp}\t{verdict}\t{one_line(path)}\t{one_line(reason)}")
         self.done(path, "skipped" if skipped else "failed")
 
     # --- planning: what does each file need? ---------------------------------------------------
@@ -237,7 +240,7 @@ class _Sync:
         twin_of: Callable[[str], str | None],
     ) -> _Job | None:
         """None when the file needs nothing (unchanged) or failed before parsing."""
-        path, source = found.path, str(found.path)
+        path, source = found.path, found.source
         if found.error:
             self.fail(source, found.error, skipped=found.skipped)
             return None
@@ -382,7 +385,7 @@ def _parse_all(
         here = [j for j in jobs if workers < 1 or not limits.isolated or _light(j)]
         for job in here:
             with timed("parse"):
-                result = parse(job.source, job.sha256, *args)
+                result = parse(job.path, job.source, job.sha256, *args)
             sync.add_parsed(job, result)
         jobs = [j for j in jobs if j not in here]
         workers = min(workers, len(jobs))
@@ -393,7 +396,7 @@ def _parse_all(
         while todo or len(pool):
             while todo and pool.room > 0:
                 key, job = todo.popleft()
-                pool.submit(key, job.source, job.sha256, *args)
+                pool.submit(key, job.path, job.source, job.sha256, *args)
             ready = pool.collect(timeout=0)
             if not ready:
                 if sync.pending:
@@ -452,13 +455,13 @@ def _ingest(paths: Iterable[Path], sync: _Sync, keep_deleted: bool) -> IngestRep
         twin_of: Callable[[str], str | None] = by_hash.get
         sync.failures = collection.ledger.failures()
     else:  # files only: their own records, and a look-up per new content (cost: O(files given))
-        entries = collection.ledger.entries_of([str(f.path) for f in found])
+        entries = collection.ledger.entries_of([f.source for f in found])
         twin_of = collection.ledger.with_hash
-        sync.failures = collection.ledger.failures([str(f.path) for f in found])
+        sync.failures = collection.ledger.failures([f.source for f in found])
 
     with sync.report.timed("scan"):
         jobs = [job for item in found if (job := sync.plan(item, entries, twin_of)) is not None]
-    present = {str(f.path) for f in found}
+    present = {f.source for f in found}
     # what was in there is unknown, not gone
     unlistable = [f.path for f in found if f.error and not f.skipped]
     gone = (

@@ -19,6 +19,8 @@ parsing in parallel while embedding. A file-level ledger answers "unchanged?" fr
 
 from __future__ import annotations
 
+import os
+import re
 import sqlite3
 import time
 import uuid
@@ -173,5 +175,34 @@ class Ledger:
 
 def is_under(source: str, root: Path) -> bool:
     """Whether a recorded source path lies in ``root`` (or is ``root``)."""
-    p = Path(source)
+    p, root = Path(source), Path(source_key(root))
     return p == root or root in p.parents
+
+
+def source_key(path: Path | str) -> str:
+    """A path as it is stored and shown, losslessly: the bytes of a name that are not
+    UTF-8 (which Python holds as surrogate escapes) become ``\\xNN``, as ``ls -b`` shows
+    them; every other path is unchanged. ``source_path`` turns it back."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+_ESCAPED_BYTE = re.compile(rb"\\x([89a-f][0-9a-f])")
+
+
+def source_path(source: str) -> Path:
+    """The file a stored source names: the inverse of ``source_key``. A name that really
+    holds a backslash sequence (and exists) is taken as it is."""
+    path = Path(source)
+    if "\\x" not in source or path.exists() or path.is_symlink():
+        return path
+    raw = _ESCAPED_BYTE.sub(lambda m: bytes([int(m[1], 16)]), source.encode("utf-8"))
+    return Path(os.fsdecode(raw))
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def one_line(source: str) -> str:
+    """A source for a report line or a log: control characters in a name (a newline, a
+    tab) shown escaped (``\\n``), so one file stays one line."""
+    return _CONTROL.sub(lambda m: m[0].encode("unicode_escape").decode("ascii"), source)

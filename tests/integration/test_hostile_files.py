@@ -4,14 +4,16 @@ ingested and searchable.
 
 The generated corpus: a zip bomb docx (600 MiB of XML in 3 MB), billion laughs in a docx
 and in HTML, a docx whose one text node is 11 MB, HTML nested 100,000 levels deep, a
-Markdown file that parses for longer than the run's time limit, an encrypted PDF, empty
-files of each format and truncated zip containers; beside them, a real docx, xlsx, pptx,
-odt and epub. (A binary file named .txt and a truncated PDF are in test_ingest_cli.py; the
+Markdown file that parses for longer than the run's time limit, an encrypted PDF, an empty
+file of every format ragapp reads, truncated zip containers, images, RTF and CSV, and an
+email whose attachment is cut short; beside them, a real docx, xlsx, pptx, odt and epub. (A binary file named .txt and a truncated PDF are in test_ingest_cli.py; the
 zip and entity checks, and workers that crash or overrun, in tests/unit/test_limits.py.)
 """
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 import random
@@ -24,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from ingest.loaders import PARTITIONERS
 from tests.conftest import RAGAPP, run_cli
 from tests.format_samples import (
     SAMPLES,
@@ -47,7 +50,15 @@ pytestmark = pytest.mark.e2e
 
 GOOD = [write_docx, write_xlsx, write_pptx, write_odt, write_epub]
 TIMEOUT_S = 10  # the run's parse time limit: slow.md needs about 40 s
-EMPTY = [f"empty.{ext}" for ext in ("pdf", "docx", "xlsx", "pptx", "odt", "epub", "html")]
+EMPTY = [f"empty{ext}" for ext in PARTITIONERS]  # every format ragapp reads
+# cut in half: the first line of each parser's reason
+TRUNCATED = {
+    "png": "cannot parse: image file is truncated",
+    "jpg": "cannot parse: image file is truncated",
+    "tiff": "cannot parse: image file is truncated",
+    "rtf": 'cannot parse: Pandoc died with exitcode "65"',
+    "csv": "cannot parse: Error tokenizing data",
+}
 NOT_A_ZIP = "damaged or truncated (not a zip archive, as a .{} file is)"
 WORDS = [
     "harbour",
@@ -82,6 +93,18 @@ def write_corpus(docs: Path) -> dict[str, str]:
         suffix = name.rsplit(".", 1)[1]
         (docs / f"truncated.{suffix}").write_bytes(data[: len(data) // 2])
         expected[f"truncated.{suffix}"] = NOT_A_ZIP.format(suffix)
+    for suffix, reason in TRUNCATED.items():
+        data = write_other(docs.parent, suffix)
+        (docs / f"truncated.{suffix}").write_bytes(data[: len(data) // 2])
+        expected[f"truncated.{suffix}"] = reason
+    # an email whose attachment is cut short: the message is still ingested
+    pdf = base64.b64encode(write_pdf(docs.parent / "attached.pdf").read_bytes()).decode()
+    (docs / "attachment-truncated.eml").write_text(
+        "From: a@example.org\nTo: b@example.org\nSubject: Ferry times\n"
+        "Content-Type: multipart/mixed; boundary=XYZ\n\n--XYZ\nContent-Type: text/plain\n\n"
+        "The winter ferry leaves the pier at nine.\n--XYZ\nContent-Type: application/pdf\n"
+        f"Content-Transfer-Encoding: base64\n\n{pdf[: len(pdf) // 2]}\n--XYZ--\n"
+    )
     write_encrypted_pdf(write_pdf(docs.parent / "plain.pdf"), docs / "encrypted.pdf")
     expected["encrypted.pdf"] = "encrypted (password-protected)"
 
@@ -108,6 +131,21 @@ def write_corpus(docs: Path) -> dict[str, str]:
     html = truncated_html.read_text()
     (docs / "truncated.html").write_text(html[: len(html) * 2 // 3])  # parsed as far as it goes
     return expected
+
+
+def write_other(folder: Path, suffix: str) -> bytes:
+    """A small good file of a format beyond GOOD's: an image with a line of text, RTF, CSV."""
+    if suffix in ("png", "jpg", "tiff"):
+        from PIL import Image, ImageDraw
+
+        image = Image.new("RGB", (600, 120), "white")
+        ImageDraw.Draw(image).text((10, 40), "The ferry leaves at nine", fill="black")
+        out = io.BytesIO()
+        image.save(out, {"jpg": "JPEG"}.get(suffix, suffix.upper()))
+        return out.getvalue()
+    if suffix == "rtf":
+        return rb"{\rtf1\ansi{\fonttbl\f0\fswiss Helvetica;}\f0\pard The ferry leaves at nine.\par Second paragraph.\par}"
+    return b'pier,notes\nnorth,"leaves at nine, and again\nat noon on Sundays"\n'
 
 
 def write_pdf(path: Path) -> Path:
@@ -232,7 +270,8 @@ def test_every_bad_file_fails_with_its_one_line_reason(hostile: Hostile) -> None
 def test_the_good_files_are_ingested_and_searchable(hostile: Hostile) -> None:
     run = hostile.run
     good = {write(hostile.docs.parent).name for write in GOOD}
-    assert run.report["added"] == len(good) + 1  # and the truncated HTML, as far as it goes
+    # and the truncated HTML, as far as it goes, and the email without its cut attachment
+    assert run.report["added"] == len(good) + 2
     samples = [s for s in SAMPLES if s.name in good]
     batch = hostile.docs.parent / "questions.jsonl"
     batch.write_text("".join(json.dumps({"question": s.question}) + "\n" for s in samples))

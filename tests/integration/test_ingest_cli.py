@@ -184,27 +184,39 @@ def test_odd_links_and_names_are_report_lines_and_nothing_outside_is_read(
     os.symlink(docs / "b.txt", docs / "a.txt")
     os.symlink(docs / "a.txt", docs / "b.txt")
     os.symlink(docs / "gone.txt", docs / "dangling.txt")
-    with open(os.fsencode(docs) + b"/caf\xe9-latin1.txt", "wb") as fh:
-        fh.write(b"A file whose name is Latin-1, not UTF-8.\n")
+    latin1 = os.fsencode(docs) + b"/caf\xe9-latin1.txt"
+    with open(latin1, "wb") as fh:
+        fh.write(b"The Latin-1 file says the boiler was serviced in March.\n")
+    (docs / "two\nlines.txt").write_text("The newline file says the roof was fixed in May.\n")
+    (docs / "[red]empty\n.txt").write_bytes(b"")
 
     first = run_cli("ingest", str(docs), "--json")
     assert first.code == 3, first.stderr
     report = first.json()
-    assert report["added"] == 3
+    assert report["added"] == 5  # the three good files, the Latin-1 and the newline name
     failed = {Path(f["path"]).name: f["reason"] for f in report["failed"]}
     assert failed == {
         "a.txt": "symbolic link loop",
         "b.txt": "symbolic link loop",
         "dangling.txt": f"dangling symbolic link (to {docs / 'gone.txt'})",
-        "caf\ufffd-latin1.txt": "file name is not valid UTF-8 (rename it to ingest it)",
+        "[red]empty\n.txt": "empty file",
     }
     skipped = {Path(f["path"]).name for f in report["skipped"]}
     assert skipped == {"looks-innocent.txt", "linked-folder"}
     human = run_cli("ingest", str(docs))  # the same lines, printed for a person
     assert human.code == 3 and "symbolic link loop" in human.stderr, human.stderr
+    # the newline shown as \n, the brackets not read as markup (Rich wraps long lines)
+    assert "[red]empty\\n.txt" in human.stderr.replace("\n", "")
     sources = [s["path"] for s in run_cli("sources", "--json").json()["sources"]]
     assert not any(str(outside) in s for s in sources)
     assert "31-7-22" not in run_cli("retrieve", "vault combination", "--json").stdout
+    # the odd names are stored losslessly: bytes that are not UTF-8 as \xNN, as `ls -b` shows
+    shown = f"{docs}/caf\\xe9-latin1.txt"
+    assert {shown, str(docs / "two\nlines.txt")} <= set(sources)
+    results = run_cli("retrieve", "when was the boiler serviced", "--json").json()["results"]
+    assert [r["source"] for r in results if "boiler" in r["text"]] == [shown]
+    os.unlink(latin1)
+    assert run_cli("ingest", str(docs), "--json").json()["removed"] == 1  # found gone again
 
     followed = run_cli("ingest", str(docs), "--follow-symlinks", "--json")
     assert followed.code == 3  # the loops and the odd name are still there
