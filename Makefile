@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/pip --disable-pip-version-check
 LOCK   := requirements/constraints.txt
 STAMP  := $(VENV)/.installed
+APP_STAMP := $(VENV)/.installed-app
 # llama.cpp for AVX2 CPUs, not -march=native: a native build on a CPU with AMX emits AMX
 # tile instructions, which fault (SIGSEGV in ldtilecfg) in VMs that don't enable AMX state,
 # as these machines are. Built once into this folder, then installed from it.
@@ -13,7 +14,7 @@ LLAMA_CMAKE   := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -D
 LLAMA_WHEELS  := $(HOME)/.cache/ragapp/wheels/llama-avx2
 DEMO_Q ?= What was the cooperative's total income for 2025?
 
-.PHONY: install system-deps demo serve test test-unit test-integration lint bench lock clean \
+.PHONY: install install-app system-deps demo serve test test-unit test-integration lint bench lock clean \
         compose-deps compose-images compose-test compose-clean
 
 # Debian packages for OCR (scanned PDFs, images), pandoc formats (odt, rtf, epub) and the
@@ -21,7 +22,8 @@ DEMO_Q ?= What was the cooperative's total income for 2025?
 # Optional for users: without them those files are skipped with the reason. CI installs them.
 SYSTEM_DEPS := tesseract-ocr tesseract-ocr-eng poppler-utils pandoc chromium strace
 
-$(STAMP): pyproject.toml $(LOCK)
+# what the app needs (demo, serve); $(STAMP) adds the dev extras on top (tests, lint)
+$(APP_STAMP): pyproject.toml $(LOCK)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "ragapp needs Python 3.11 (set PYTHON=python3.11)")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade "pip>=24"
@@ -31,23 +33,29 @@ $(STAMP): pyproject.toml $(LOCK)
 	ls $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl >/dev/null 2>&1 || \
 	  CMAKE_ARGS="$(LLAMA_CMAKE)" $(PIP) wheel -q --no-deps --no-cache-dir \
 	    llama-cpp-python==$(LLAMA_VERSION) -w $(LLAMA_WHEELS)
-	$(PIP) install -q -c $(LOCK) --find-links $(LLAMA_WHEELS) -e ".[dev]"
+	$(PIP) install -q -c $(LOCK) --find-links $(LLAMA_WHEELS) -e .
 	# unstructured's PDF partitioner imports unstructured-inference; its own dependencies
 	# (timm, torchvision, accelerate) would pull a CUDA torch, and we don't use its models
 	$(PIP) install -q --no-deps -c $(LOCK) unstructured-inference==1.6.14
+	touch $(APP_STAMP)
+
+$(STAMP): $(APP_STAMP)
+	$(PIP) install -q -c $(LOCK) --find-links $(LLAMA_WHEELS) -e ".[dev]"
 	touch $(STAMP)
 
-install: $(STAMP)  ## create .venv with everything (idempotent)
+install-app: $(APP_STAMP)  ## create .venv with what the app needs, no dev extras (idempotent)
+
+install: $(STAMP)  ## create .venv with everything, dev extras included (idempotent)
 
 system-deps:  ## the Debian packages above (needs root)
 	@missing=$$(for p in $(SYSTEM_DEPS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 
-demo: install  ## ingest sample_docs/ and answer a question, fully offline
+demo: install-app  ## ingest sample_docs/ and answer a question, fully offline
 	$(BIN)/ragapp --collection sample-docs ingest sample_docs/
 	$(BIN)/ragapp --collection sample-docs ask "$(DEMO_Q)"
 
-serve: install  ## the web UI and HTTP API over sample_docs/ on http://127.0.0.1:8000
+serve: install-app  ## the web UI and HTTP API over sample_docs/ on http://127.0.0.1:8000
 	$(BIN)/ragapp --collection sample-docs ingest sample_docs/
 	$(BIN)/ragapp --collection sample-docs serve
 

@@ -89,7 +89,7 @@ def _llm(settings: Settings, d: Diagnosis) -> None:
 
 def _gguf_model(settings: Settings, d: Diagnosis, build: dict[str, Any]) -> int:
     """The local GGUF (llamacpp, gpt4all): family, layers offloaded. Returns its trained context."""
-    from ragapp.backends.base import gguf_path
+    from ragapp.backends.base import DEMO_NOTE, gguf_path, is_demo_model
     from ragapp.backends.formats import choose_format, detect_family
     from ragapp.errors import RagappError
 
@@ -120,6 +120,8 @@ def _gguf_model(settings: Settings, d: Diagnosis, build: dict[str, Any]) -> int:
         "layers_offloaded": offloaded,
     }
     d.add("llm model", "ok", f"{path.name} ({arch}, {layers} layers), prompt format {chosen}")
+    if is_demo_model(settings):
+        d.add("llm model", "info", DEMO_NOTE)
     if family is None and settings.prompt_format == "auto":
         d.add(
             "prompt format",
@@ -128,7 +130,14 @@ def _gguf_model(settings: Settings, d: Diagnosis, build: dict[str, Any]) -> int:
         )
     if not in_process:
         d.add("gpu offload", "info", "gpt4all runs on the CPU here (ragapp asks it for device=cpu)")
-    elif requested != 0 and not build["gpu_offload"]:
+    elif requested < 0 and not build["gpu_offload"]:  # the default: all layers if it can
+        d.add(
+            "gpu offload",
+            "info",
+            "CPU-only llama-cpp-python build: runs on the CPU. For a GPU, rebuild it with "
+            "CUDA/Metal/Vulkan (README, 'GPU offload')",
+        )
+    elif requested > 0 and not build["gpu_offload"]:
         d.add(
             "gpu offload",
             "warn",
@@ -291,17 +300,19 @@ def list_models(settings: Settings) -> list[dict[str, Any]]:
     architecture, size, chat-template family and whether it is the configured one."""
     from pathlib import Path
 
+    from ragapp.backends.base import in_models_dir
     from ragapp.backends.formats import detect_family
     from ragapp.bundled import llm_gguf
     from ragapp.settings import BUNDLED
 
     configured = None
     if settings.llm_backend == "llamacpp":  # gpt4all runs a copy of the file, if renamed
-        configured = (
-            str(llm_gguf())
-            if settings.llm_model == BUNDLED
-            else str(Path(settings.llm_model).expanduser().absolute())
-        )
+        model = Path(settings.llm_model).expanduser()
+        if settings.llm_model == BUNDLED:
+            model = llm_gguf()
+        elif not model.is_file():
+            model = in_models_dir(settings.models_dir, settings.llm_model) or model
+        configured = str(model.absolute())
     paths = [("bundled", llm_gguf())]
     if settings.models_dir.is_dir():
         paths += [("models_dir", p) for p in sorted(settings.models_dir.rglob("*.gguf"))]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
@@ -195,8 +196,9 @@ class Settings(BaseSettings):
         description="How long Ollama keeps the model loaded after a question ('-1': always).",
     )
     models_dir: Path = Field(
-        default_factory=lambda: Path(platformdirs.user_data_dir("ragapp")) / "models",
-        description="Folder searched (recursively) for .gguf files by `ragapp models`.",
+        default_factory=lambda data: Path(data["data_dir"]) / "models",
+        description="Folder searched (recursively) for .gguf files by `ragapp models` and "
+        "`--model NAME` [default: DATA_DIR/models].",
     )
     prompt_format: PromptFamily = Field(
         default="auto",
@@ -321,6 +323,24 @@ def config_file_path(explicit: Path | None = None) -> Path | None:
     return path.resolve()
 
 
+def _invalid(err: Any, given: dict[str, Any], path: Path | None) -> str:
+    """The one line for a setting that was refused, naming where it came from (a flag,
+    the RAGAPP_* variable, the TOML file) and, for a name that isn't one, the closest."""
+    name = ".".join(str(p) for p in err["loc"]) or "settings"
+    env = f"RAGAPP_{name.upper()}"
+    if name in given:
+        origin = ""  # a command-line flag: the user just typed it
+    elif env in os.environ:
+        origin = f" (from {env}={os.environ[env]!r})"
+    else:
+        origin = f" (in {path})" if path else ""
+    if err["type"] == "extra_forbidden":
+        close = difflib.get_close_matches(name, Settings.model_fields, n=1)
+        hint = f"; did you mean {close[0]}?" if close else "; `ragapp --help` lists the settings"
+        return f"unknown setting {name}{origin}{hint}"
+    return f"invalid setting {name}{origin}: {err['msg']}"
+
+
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Build the settings; ``overrides`` (CLI flags) win over env, env over the TOML file."""
     path = config_file_path(config_file)
@@ -335,9 +355,6 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     try:
         return cls(**given)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "settings"
-        origin = f" (in {path})" if path else ""
-        raise ConfigError(f"invalid setting {where}{origin}: {err['msg']}") from None
+        raise ConfigError(_invalid(exc.errors()[0], given, path)) from None
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None

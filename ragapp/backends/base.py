@@ -99,14 +99,40 @@ def llama_tokenizer(client: Any) -> Callable[[str], int]:
 
 
 def gguf_path(settings: Settings) -> Path:
+    """The GGUF file ``llm_model`` names: the bundled model, a path, or a name that
+    `ragapp models` lists (a file under ``models_dir``, with or without ``.gguf``)."""
     if settings.llm_model == BUNDLED:
         return llm_gguf()
     path = Path(settings.llm_model).expanduser()
     if not path.is_file():
+        path = in_models_dir(settings.models_dir, settings.llm_model) or path
+    if not path.is_file():
         raise ModelNotFoundError(
-            f"LLM model file not found: {path} (RAGAPP_LLM_MODEL takes a local .gguf path)"
+            f"LLM model not found: {settings.llm_model} (give a .gguf path, or a name "
+            f"`ragapp models` lists from {settings.models_dir})"
         )
+    with path.open("rb") as fh:
+        if fh.read(4) != b"GGUF":
+            raise ModelNotFoundError(
+                f"{path} is not a GGUF model (llama.cpp and gpt4all read .gguf files only)"
+            )
     return path.resolve()
+
+
+def in_models_dir(models_dir: Path, name: str) -> Path | None:
+    """The .gguf under ``models_dir`` (searched recursively) called ``name``, by file
+    name or stem."""
+    if "/" in name or not models_dir.is_dir():
+        return None
+    return next((p for p in sorted(models_dir.rglob("*.gguf")) if name in (p.name, p.stem)), None)
+
+
+DEMO_NOTE = "demo model — answers are unreliable; see README to use a real one"
+
+
+def is_demo_model(settings: Settings) -> bool:
+    """Whether the LLM is the bundled 135M demo model (too small to trust)."""
+    return settings.llm_backend in ("llamacpp", "gpt4all") and settings.llm_model == BUNDLED
 
 
 def llm_label(settings: Settings) -> str:

@@ -70,7 +70,9 @@ def backfill(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 
 def reset(
     ctx: typer.Context,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", metavar="", help="Do not ask for confirmation.")
+    ] = False,
 ) -> None:
     """Delete the collection and everything ingested into it (your files are not touched).
 
@@ -78,7 +80,8 @@ def reset(
     """
     settings = _settings(ctx)
     if not yes and not typer.confirm(f"Delete collection {settings.collection!r}?", err=True):
-        raise typer.Exit(EXIT_ERROR)
+        err.print(f"collection {settings.collection!r} kept: nothing deleted")
+        return
     dropped = RagApp(settings).collection.reset()
     err.print(f"collection {settings.collection!r} " + ("deleted" if dropped else "did not exist"))
 
@@ -99,6 +102,9 @@ def doctor(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         _print_json(diagnosis.to_json())
     else:
         table = Table(show_header=False, box=None, padding=(0, 1))
+        table.add_column(no_wrap=True)
+        table.add_column(no_wrap=True)
+        table.add_column(overflow="fold")  # a path in a detail wraps; it is never cut off
         for check in diagnosis.checks:
             style = _STATUS_STYLE.get(check.status, "")
             table.add_row(f"[{style}]{check.status:>5}[/]", check.name, Text(check.detail))

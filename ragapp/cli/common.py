@@ -35,7 +35,9 @@ cli = typer.Typer(
     rich_markup_mode="rich",
 )
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON to stdout (for scripts).")]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", metavar="", help="Print JSON to stdout (for scripts).")
+]
 
 
 @cli.callback()
@@ -43,15 +45,27 @@ def _global(
     ctx: typer.Context,
     data_dir: Annotated[
         Path | None,
-        typer.Option("--data-dir", help="Where the store and logs live [env: RAGAPP_DATA_DIR]."),
+        typer.Option(
+            "--data-dir",
+            metavar="DIR",
+            help="Where the store and logs live \\[env: RAGAPP_DATA_DIR].",
+        ),
     ] = None,
     collection: Annotated[
-        str | None, typer.Option("--collection", help="Collection to use [env: RAGAPP_COLLECTION].")
+        str | None,
+        typer.Option(
+            "--collection", metavar="NAME", help="Collection to use \\[env: RAGAPP_COLLECTION]."
+        ),
     ] = None,
     config: Annotated[
-        Path | None, typer.Option("--config", help="Settings file (TOML) [env: RAGAPP_CONFIG].")
+        Path | None,
+        typer.Option(
+            "--config", metavar="FILE", help="Settings file (TOML) \\[env: RAGAPP_CONFIG]."
+        ),
     ] = None,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", metavar="", help="Show tracebacks and debug logs.")
+    ] = False,
 ) -> None:
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING,

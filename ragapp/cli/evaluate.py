@@ -24,11 +24,16 @@ def eval_command(
         Path, typer.Argument(help="Folder with docs/ and qrels.jsonl (see ../shared/eval).")
     ],
     k: Annotated[
-        int, typer.Option("-k", "--top-k", min=10, max=100, help="Results retrieved per question.")
+        int,
+        typer.Option(
+            "-k", "--top-k", metavar="N", min=10, max=100, help="Results retrieved per question."
+        ),
     ] = 10,
     answers: Annotated[
         bool,
-        typer.Option("--answers", help="Also generate answers: source hits, F1, refusals, TTFT."),
+        typer.Option(
+            "--answers", metavar="", help="Also generate answers: source hits, F1, refusals, TTFT."
+        ),
     ] = False,
     unanswerable: Annotated[
         Path | None,

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -49,7 +50,7 @@ class _RichIngestProgress:
         self.chunks += chunks
         self.progress.update(self.task, advance=1, chunks=self.chunks)
         if status == "failed":
-            self.progress.console.print(f"[yellow]failed[/]  {path}")
+            self.progress.console.print(f"[yellow]failed[/]  {_shown(path)}", soft_wrap=True)
 
     def phase(self, name: str, done: int, total: int) -> None:
         if name not in self.phases:
@@ -76,21 +77,31 @@ def _progress(json_out: bool) -> Progress:
 
 def ingest(
     ctx: typer.Context,
-    paths: Annotated[list[Path], typer.Argument(help="Files and folders to ingest.")],
+    paths: Annotated[list[Path], typer.Argument(help="Files and folders to ingest.", exists=True)],
     json_out: JsonOpt = False,
     keep_deleted: Annotated[
-        bool, typer.Option("--keep-deleted", help="Keep chunks of files deleted from the folders.")
+        bool,
+        typer.Option(
+            "--keep-deleted", metavar="", help="Keep chunks of files deleted from the folders."
+        ),
     ] = False,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Only print what would be added, updated, removed.")
+        bool,
+        typer.Option(
+            "--dry-run", metavar="", help="Only print what would be added, updated, removed."
+        ),
     ] = False,
     watch: Annotated[
-        bool, typer.Option("--watch", help="Stay running and sync again whenever files change.")
+        bool,
+        typer.Option(
+            "--watch", metavar="", help="Stay running and sync again whenever files change."
+        ),
     ] = False,
     retry_failed: Annotated[
         bool,
         typer.Option(
             "--retry-failed",
+            metavar="",
             help="Parse files that failed (or held no text) again even if unchanged.",
         ),
     ] = False,
@@ -98,6 +109,7 @@ def ingest(
         bool,
         typer.Option(
             "--follow-symlinks",
+            metavar="",
             help="Also read what links inside the folders point to outside them.",
         ),
     ] = False,
@@ -155,7 +167,7 @@ def _sync(
         return report
     if dry_run:
         for status, path in report.changes:
-            out.print(f"would be {status:<8} {path}")
+            out.print(f"would be {status:<8} {_shown(path)}")
     verb = "would be " if dry_run else ""
     still = sum(1 for p, _ in report.failed if p in report.remembered)
     out.print(
@@ -210,14 +222,21 @@ def _watch(
         pass
 
 
+def _shown(path: str) -> str:
+    """A file's path in a Rich line: one line, its brackets not read as markup."""
+    from ragapp.ledger import one_line
+
+    return escape(one_line(path))
+
+
 def _print_problems(title: str, rows: list[tuple[str, str]], style: str) -> None:
     if not rows:
         return
     table = Table(title=f"{title} ({len(rows)})", title_justify="left", style=style)
-    table.add_column("file")
-    table.add_column("reason")
+    table.add_column("file", overflow="fold")
+    table.add_column("reason", overflow="fold")
     for path, reason in rows:
-        table.add_row(path, reason)
+        table.add_row(_shown(path), escape(reason))
     err.print(table)
 
 
@@ -241,9 +260,10 @@ def sources(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     if json_out:
         _print_json({"sources": rows})
         return
-    table = Table("file", "chunks", "ingested (UTC)")
+    table = Table("chunks", "ingested (UTC)")
+    table.add_column("file", overflow="fold")  # a long path wraps; it is never cut off
     for r in rows:
-        table.add_row(r["path"], str(r["chunks"]), r["ingested_at"].replace("+00:00", ""))
+        table.add_row(str(r["chunks"]), r["ingested_at"].replace("+00:00", ""), _shown(r["path"]))
     out.print(table)
     out.print(f"{len(rows)} files, {sum(r['chunks'] for r in rows)} chunks")
 

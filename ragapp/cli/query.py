@@ -10,6 +10,7 @@ import typer
 from rich.text import Text
 
 from ragapp.app import RagApp
+from ragapp.backends.base import DEMO_NOTE, is_demo_model
 from ragapp.cli.common import (
     JsonOpt,
     _app,
@@ -24,7 +25,12 @@ from ragapp.types import Source
 KOpt = Annotated[
     int | None,
     typer.Option(
-        "-k", "--top-k", min=1, max=100, help="Chunks to retrieve [default: top_k setting]."
+        "-k",
+        "--top-k",
+        metavar="N",
+        min=1,
+        max=100,
+        help="Chunks to retrieve \\[default: top_k setting].",
     ),
 ]
 
@@ -33,13 +39,18 @@ PathFilterOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--path",
+        metavar="GLOB",
         help="Only search files matching this glob (a name like '*.pdf', or a path like "
         "'reports/*'); repeatable.",
     ),
 ]
 TypeFilterOpt = Annotated[
     list[str] | None,
-    typer.Option("--type", help="Only search files of this type (pdf, md, docx, ...); repeatable."),
+    typer.Option(
+        "--type",
+        metavar="TYPE",
+        help="Only search files of this type (pdf, md, docx, ...); repeatable.",
+    ),
 ]
 
 
@@ -52,7 +63,9 @@ def _where(src: Source) -> str:
 
 def retrieve(
     ctx: typer.Context,
-    question: Annotated[str | None, typer.Argument(help="The question to search for.")] = None,
+    question: Annotated[
+        str | None, typer.Argument(metavar="QUESTION", help="The question to search for.")
+    ] = None,
     k: KOpt = None,
     json_out: JsonOpt = False,
     path: PathFilterOpt = None,
@@ -60,7 +73,9 @@ def retrieve(
     batch: Annotated[
         Path | None,
         typer.Option(
-            "--batch", help="JSONL file with a 'question' per line; writes JSONL results."
+            "--batch",
+            metavar="FILE",
+            help="JSONL file with a 'question' per line; writes JSONL results.",
         ),
     ] = None,
 ) -> None:
@@ -107,10 +122,20 @@ def _retrieve_batch(app: RagApp, batch: Path, k: int | None, where: dict | None)
 # --- ask / chat ----------------------------------------------------------------------------------------
 
 LLMOpt = Annotated[
-    LLMBackend | None, typer.Option("--llm", help="LLM backend [env: RAGAPP_LLM_BACKEND].")
+    LLMBackend | None,
+    typer.Option(
+        "--llm",
+        metavar="BACKEND",
+        help="LLM backend: llamacpp, ollama, openai or gpt4all \\[env: RAGAPP_LLM_BACKEND].",
+    ),
 ]
 ModelOpt = Annotated[
-    str | None, typer.Option("--model", help="GGUF path or model name [env: RAGAPP_LLM_MODEL].")
+    str | None,
+    typer.Option(
+        "--model",
+        metavar="NAME",
+        help="A GGUF path, a name `ragapp models` lists, or a server's model \\[env: RAGAPP_LLM_MODEL].",
+    ),
 ]
 
 
@@ -130,7 +155,7 @@ def _stream_token(token: str) -> None:
 
 def ask(
     ctx: typer.Context,
-    question: Annotated[str, typer.Argument(help="Your question.")],
+    question: Annotated[str, typer.Argument(metavar="QUESTION", help="Your question.")],
     k: KOpt = None,
     json_out: JsonOpt = False,
     llm: LLMOpt = None,
@@ -142,6 +167,8 @@ def ask(
 
     Example:  ragapp ask "Who chairs the board?"
     """
+    if not question.strip():
+        raise typer.BadParameter("the question is empty", param_hint="QUESTION")
     app = _app(ctx, llm_backend=llm, llm_model=model)
     where = app.collection.search_filter(path, file_type)
     if json_out:
@@ -161,6 +188,16 @@ def ask(
             f"{t.tokens_per_s:.1f} tok/s · {app.llm_label}"
         )
     err.print(f"[dim]retrieve {t.retrieve_ms:.0f} ms · {stats}[/]", soft_wrap=True)
+    if answer.sources and is_demo_model(app.settings):
+        err.print(f"[yellow]{DEMO_NOTE}[/]", soft_wrap=True)
+
+
+CHAT_HELP = """\
+/help     this list
+/sources  the sources of the last answer again
+/reset    forget the conversation so far (a new topic)
+/exit     leave (or Ctrl-D)
+Anything else is a question. The arrow keys edit the line and walk the history."""
 
 
 def chat(
@@ -171,7 +208,8 @@ def chat(
     path: PathFilterOpt = None,
     file_type: TypeFilterOpt = None,
 ) -> None:
-    """Talk with your documents; earlier turns stay in the conversation. Ctrl-D or /exit ends it.
+    """Talk with your documents; earlier turns stay in the conversation. /help lists the
+    commands; Ctrl-D or /exit ends it.
 
     Example:  ragapp chat
     """
@@ -180,18 +218,37 @@ def chat(
     app = _app(ctx, llm_backend=llm, llm_model=model)
     where = app.collection.search_filter(path, file_type)
     app.collection.require_chunks()  # fail now on an empty collection, not after a question
-    err.print(f"[dim]{app.llm_label} · collection {app.settings.collection!r} · /exit to quit[/]")
+    prompt = _line_editing(app.settings.data_dir / "chat_history")
+    err.print(f"[dim]{app.llm_label} · collection {app.settings.collection!r} · /help[/]")
+    if is_demo_model(app.settings):
+        err.print(f"[yellow]{DEMO_NOTE}[/]", soft_wrap=True)
     history: list[tuple[str, str]] = []
+    last: list[Source] = []
     while True:
         try:
-            question = out.input("[bold green]you>[/] ").strip()
+            question = input(prompt).strip()
         except (EOFError, KeyboardInterrupt):
             out.print()
             return
         if not question:
             continue
-        if question in ("/exit", "/quit"):
-            return
+        if question.startswith("/"):
+            command = question.split()[0].lower()
+            if command in ("/exit", "/quit"):
+                return
+            if command == "/help":
+                out.print(Text(CHAT_HELP))
+            elif command == "/sources":
+                if last:
+                    _print_sources(last)
+                else:
+                    out.print("[dim]no sources yet[/]")
+            elif command == "/reset":
+                history, last = [], []
+                out.print("[dim]conversation cleared[/]")
+            else:
+                out.print(Text(f"unknown command {command} (/help lists them)", "yellow"))
+            continue
         messages = history_messages(history, app.settings.history_turns)
         out.print("[bold blue]ragapp>[/] ", end="")
         answer = app.ask(question, k, history=messages, on_token=_stream_token, where=where)
@@ -199,3 +256,31 @@ def chat(
         _print_sources(answer.sources)
         out.print()
         history.append((question, answer.text))
+        last = answer.sources
+
+
+def _line_editing(history_file: Path) -> str:
+    """Line editing and a history kept across sessions for ``input()``, through the
+    standard library's readline (GNU readline or libedit) where the platform has it.
+    Returns the prompt; its colour codes are fenced (\\001, \\002) so readline knows
+    how wide it is, and redraws the line without eating it."""
+    color = out.is_terminal and out.color_system is not None
+    prompt = "\001\033[1;32m\002you>\001\033[0m\002 " if color else "you> "
+    try:
+        import readline
+    except ImportError:  # Windows without pyreadline: plain input
+        return prompt
+    import atexit
+    from contextlib import suppress
+
+    readline.set_history_length(1000)
+    with suppress(OSError):  # first chat, or unreadable: start empty
+        readline.read_history_file(history_file)
+
+    def save() -> None:
+        with suppress(OSError):
+            history_file.parent.mkdir(parents=True, exist_ok=True)
+            readline.write_history_file(history_file)
+
+    atexit.register(save)
+    return prompt

@@ -13,9 +13,16 @@ from ragapp.errors import RagappError
 def serve(
     ctx: typer.Context,
     host: Annotated[
-        str, typer.Option("--host", help="Interface to bind; anything but loopback needs --token.")
+        str,
+        typer.Option(
+            "--host",
+            metavar="ADDRESS",
+            help="Interface to bind; anything but loopback needs --token.",
+        ),
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="TCP port.")] = 8000,
+    port: Annotated[
+        int, typer.Option("--port", metavar="PORT", min=0, max=65535, help="TCP port.")
+    ] = 8000,
     token: Annotated[
         str | None,
         typer.Option(

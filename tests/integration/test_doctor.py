@@ -33,9 +33,11 @@ def test_doctor_reports_the_build_the_model_and_the_store() -> None:
     assert model["layers"] == 30 and model["context_trained"] == 8192
     assert model["layers_offloaded"] == (31 if gpu else 0)
     checks = _checks(data)
-    if not gpu:  # n_gpu_layers=-1 by default: on a CPU-only build that is a warning
-        assert checks["gpu offload"][0][0] == "warn"
+    if not gpu:  # n_gpu_layers=-1 (all it can) by default: on a CPU-only build, a fact
+        assert checks["gpu offload"][0][0] == "info"
         assert "CPU-only" in checks["gpu offload"][0][1]
+        asked = _checks(run_cli("doctor", "--json", env={"RAGAPP_N_GPU_LAYERS": "20"}).json())
+        assert asked["gpu offload"][0][0] == "warn"  # asked for the GPU by number: a problem
     assert (
         data["embedding"]["model"] == "all-MiniLM-L6-v2" and data["embedding"]["dimension"] == 384
     )
@@ -49,7 +51,7 @@ def test_doctor_warns_about_a_small_context_and_fails_on_a_missing_model(tmp_pat
     assert status == "warn" and "raise RAGAPP_N_CTX" in detail
     missing = run_cli("doctor", env={"RAGAPP_LLM_MODEL": str(tmp_path / "nope.gguf")})
     assert missing.code == 1
-    assert "LLM model file not found" in missing.stdout
+    assert "LLM model not found" in missing.stdout
 
 
 def test_models_lists_the_bundled_model_and_the_models_dir(tmp_path: Path) -> None:
@@ -72,3 +74,13 @@ def test_models_lists_the_bundled_model_and_the_models_dir(tmp_path: Path) -> No
     assert rows["my-copy"]["selected"] and not rows["bundled"]["selected"]
     assert rows["my-copy"]["template_family"] == rows["bundled"]["template_family"] == "chatml"
     assert rows["broken"]["error"].startswith("cannot read:")
+    # a name that `ragapp models` prints selects that file
+    by_name = {**env, "RAGAPP_LLM_MODEL": "my-copy"}
+    rows = {m["name"]: m for m in run_cli("models", "--json", env=by_name).json()["models"]}
+    assert rows["my-copy"]["selected"]
+    checks = _checks(run_cli("doctor", "--json", env=by_name).json())
+    assert checks["llm model"][0][0] == "ok", checks["llm model"]
+    broken = run_cli("doctor", env={**env, "RAGAPP_LLM_MODEL": "broken"})
+    assert broken.code == 1
+    shown = "".join(line.strip() for line in broken.stdout.splitlines())  # long lines wrap
+    assert f"{models / 'broken.gguf'} is not a GGUF model" in shown

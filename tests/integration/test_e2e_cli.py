@@ -255,8 +255,8 @@ def test_missing_llm_file_is_a_clear_error(corpus: Corpus, tmp_path: Path) -> No
     res = corpus.cli("ask", "fees?", env={"RAGAPP_LLM_MODEL": str(tmp_path / "nope.gguf")})
     assert res.code == 1
     assert (
-        res.stderr.strip() == f"error: LLM model file not found: {tmp_path / 'nope.gguf'} "
-        "(RAGAPP_LLM_MODEL takes a local .gguf path)"
+        res.stderr.strip() == f"error: LLM model not found: {tmp_path / 'nope.gguf'} (give a "
+        f".gguf path, or a name `ragapp models` lists from {tmp_path / 'data' / 'models'})"
     )
 
 

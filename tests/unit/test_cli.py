@@ -91,6 +91,68 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
+        (["ingset", "x"], "No such command 'ingset'. Did you mean 'ingest'?"),
+        (["ask", "q", "-k", "abc"], "Invalid value for '-k' / '--top-k'"),
+        (["ask", "q", "-k", "500"], "less than or equal to 100"),
+        (["--bogus"], "No such option: --bogus"),
+        (["ask"], "Missing argument 'QUESTION'"),
+        (["ask", ""], "the question is empty"),
+        (["ask", "   "], "the question is empty"),
+        (["ingest", "/no/such/folder"], "'/no/such/folder' does not exist"),
+    ],
+)
+def test_each_usage_error_is_clicks_message_and_exit_2(
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    """Through the real entry point: typer bundles its own click, so these must not be
+    reported as internal errors."""
+    code, out, err = run_main(capsys, *args)
+    assert code == 2 and out == "", err
+    assert message in " ".join(err.split()) and "unexpected" not in err
+
+
+def test_bare_ragapp_prints_help_and_no_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_main(capsys)
+    assert code == 2 and "Usage: ragapp" in out + err and "error" not in (out + err).lower()
+
+
+def test_settings_errors_name_their_origin(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("RAGAPP_TOP_K", "abc")
+    code, _, err = run_main(capsys, "status")
+    assert code == 1 and "invalid setting top_k (from RAGAPP_TOP_K='abc')" in err
+    monkeypatch.delenv("RAGAPP_TOP_K")
+    config = tmp_path / "ragapp.toml"
+    config.write_text("chunk_sise = 300\n")
+    code, _, err = run_main(capsys, "--config", str(config), "status")
+    assert code == 1
+    assert f"unknown setting chunk_sise (in {config}); did you mean chunk_size?" in err
+
+
+def test_declining_reset_says_so_and_deletes_nothing(docs: Path) -> None:
+    run("ingest", str(docs))
+    res = CliRunner().invoke(cli, ["reset"], input="n\n", catch_exceptions=False)
+    assert res.exit_code == 0 and "kept: nothing deleted" in res.stderr
+    assert json.loads(run("status", "--json").stdout)["documents"] == 3
+
+
+def test_chat_commands_are_not_questions(docs: Path) -> None:
+    run("ingest", str(docs))
+    said = "/help\n/sources\nWhat is the membership fee?\n/sources\n/reset\n/bogus\n/exit\n"
+    res = CliRunner().invoke(cli, ["chat"], input=said, catch_exceptions=False)
+    assert res.exit_code == 0, res.stderr
+    assert "/reset    forget the conversation" in res.stdout
+    assert "no sources yet" in res.stdout
+    assert res.stdout.count("forty-two") == 1  # one question reached the LLM
+    assert res.stdout.count("Sources") == 2  # after the answer, and for /sources
+    assert "conversation cleared" in res.stdout
+    assert "unknown command /bogus (/help lists them)" in res.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
         (["ask", "anything"], "collection 'default' is empty: run `ragapp ingest PATH` first"),
         (["--collection", "x", "status"], "invalid setting collection"),
         (["remove", "/nowhere"], "nothing ingested under /nowhere"),
