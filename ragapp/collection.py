@@ -388,6 +388,7 @@ class Collection:
             store=self.store,
             k=k or s.top_k,
             min_score=s.min_score if min_score is None else min_score,
+            min_score_margin=s.min_score_margin,
             filter=where,
             mmr_lambda=s.mmr_lambda if s.search == "mmr" else None,
             keyword=keyword,

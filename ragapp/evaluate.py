@@ -25,6 +25,7 @@ from typing import Any
 
 from ragapp.errors import ConfigError
 from ragapp.query.citations import cited_numbers
+from ragapp.query.retriever import admitted
 from ragapp.types import Answer, Source
 
 BUDGET_PER_RESULT = 1000
@@ -149,28 +150,40 @@ def load_questions(path: Path) -> list[str]:
         raise ConfigError(f"{path}: every line must be a JSON object with a 'question'") from None
 
 
-def refusal_calibration(
-    answerable: Sequence[float], unanswerable: Sequence[float], min_score: float
-) -> dict[str, Any]:
-    """How a relevance threshold splits questions, given each one's best retrieval score: the
-    share of unanswerable ones refused and of answerable ones wrongly refused, at the
-    configured ``min_score`` and over a sweep; ``best_min_score`` maximises the difference
-    (Youden's J)."""
+Hits = Sequence[tuple[float, int | None]]  # a question's passages: (cosine score, BM25 rank)
 
-    def split(t: float) -> dict[str, float]:
+
+def refusal_calibration(
+    answerable: Sequence[Hits],
+    unanswerable: Sequence[Hits],
+    min_score: float,
+    margin: float = 0.0,
+) -> dict[str, Any]:
+    """How the refusal rule (``admitted``) splits questions, given each one's passages: the
+    share of unanswerable ones refused and of answerable ones wrongly refused, at the
+    configured ``min_score`` and ``margin``; over a sweep of thresholds (no margin), with
+    ``best_min_score`` maximising the difference (Youden's J); and over a sweep of margins
+    at the configured threshold."""
+
+    def split(t: float, m: float) -> dict[str, float]:
+        def refused(questions: Sequence[Hits]) -> float:
+            return sum(not admitted(hits, t, m) for hits in questions) / len(questions)
+
         return {
             "min_score": round(t, 3),
-            "unanswerable_refused": sum(s < t for s in unanswerable) / len(unanswerable),
-            "answerable_refused": sum(s < t for s in answerable) / len(answerable),
+            "min_score_margin": round(m, 3),
+            "unanswerable_refused": refused(unanswerable),
+            "answerable_refused": refused(answerable),
         }
 
-    sweep = [split(i / 40) for i in range(0, 25)]  # 0.000 .. 0.600 in steps of 0.025
+    sweep = [split(i / 40, 0.0) for i in range(0, 25)]  # 0.000 .. 0.600 in steps of 0.025
     best = max(sweep, key=lambda r: r["unanswerable_refused"] - r["answerable_refused"])
     return {
-        **split(min_score),
+        **split(min_score, margin),
         "n_unanswerable": len(unanswerable),
         "best_min_score": best["min_score"],
         "sweep": sweep,
+        "margin_sweep": [split(min_score, i / 200) for i in range(0, 11)],  # 0 .. 0.05
     }
 
 
@@ -183,6 +196,7 @@ def evaluate(
     unanswerable: Sequence[str] = (),
     min_score: float = 0.0,
     answer_k: int = 4,
+    min_score_margin: float = 0.0,
 ) -> dict[str, Any]:
     """Run every question; the CONTRACT's JSON shape (plus ``answers`` when ``ask`` is given,
     and ``refusal`` when unanswerable questions are)."""
@@ -210,15 +224,16 @@ def evaluate(
     report["retrieve_ms_p50"] = statistics.median(latencies)
     report["retrieve_ms_p95"] = percentile(latencies, 95)
     if unanswerable:
-        # A question is refused when none of the answer_k passages it would be answered
-        # from reaches min_score: its best score among them decides.
-        def best(results: Sequence[Source]) -> float:
-            return max((s.score for s in results[:answer_k]), default=-1.0)
+        # A question is refused when the rule admits none of the answer_k passages it
+        # would be answered from (the same rule as the chain's: ragapp.query.retriever).
+        def passages(results: Sequence[Source]) -> Hits:
+            return [(s.score, s.keyword_rank) for s in results[:answer_k]]
 
         report["refusal"] = refusal_calibration(
-            [best(r) for _, r in pairs],
-            [best(retrieve(q, answer_k)) for q in unanswerable],
+            [passages(r) for _, r in pairs],
+            [passages(retrieve(q, answer_k)) for q in unanswerable],
             min_score,
+            min_score_margin,
         )
     if ask is not None:
         n = len(questions)

@@ -171,6 +171,15 @@ class Settings(BaseSettings):
         "answer is an explicit refusal instead of a guess. 0.275 is calibrated with "
         "`ragapp eval --unanswerable` on the Debian FAQ (README, 'Refusals').",
     )
+    min_score_margin: float = Field(
+        default=0.02,
+        ge=0.0,
+        le=0.2,
+        description="A near miss: when no chunk reaches min_score, the best one is still "
+        "given to the LLM if it lies within this margin of min_score and BM25 (hybrid "
+        "search) ranks it first too. 0: off. 0.02 refuses as many out-of-scope questions "
+        "as 0 on the Debian FAQ (README, 'Refusals').",
+    )
 
     # --- LLM -------------------------------------------------------------------------------------
     llm_backend: LLMBackend = Field(
@@ -259,6 +268,13 @@ class Settings(BaseSettings):
         description="Time budget of one question on `ragapp serve`, waiting in line included: "
         "past it the request ends with 503 and Retry-After (its generation stops at the "
         "next token). 0: none.",
+    )
+    session_hours: float = Field(
+        default=12.0,
+        gt=0,
+        description="How long a sign-in to `ragapp serve`'s web page (with a token) lasts, "
+        "in hours; signing out ends it at once, and so does a restart of the server (sessions "
+        "are held in its memory).",
     )
 
     @field_validator("collection")

@@ -53,6 +53,7 @@ class Source:
     score: float
     text: str
     section: str | None = None
+    keyword_rank: int | None = None  # its rank in BM25's list (hybrid search), 1 = first
 
     def to_json(self) -> dict[str, Any]:
         return {"source": self.source, "page": self.page, "score": self.score, "text": self.text}

@@ -79,6 +79,7 @@ def eval_command(
                 off_topic,
                 app.settings.min_score,
                 app.settings.top_k,
+                app.settings.min_score_margin,
             )
     finally:
         if scratch is not None:
@@ -119,7 +120,7 @@ def _print_table(dataset: Path, m: dict[str, Any]) -> None:
     if "refusal" in m:
         r = m["refusal"]
         table.add_row(
-            f"refused at min_score {r['min_score']:.3f}",
+            f"refused at min_score {r['min_score']:.3f}, margin {r['min_score_margin']:.3f}",
             f"{r['unanswerable_refused']:.1%} of {r['n_unanswerable']} unanswerable, "
             f"{r['answerable_refused']:.1%} of answerable",
         )

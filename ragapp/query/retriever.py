@@ -24,6 +24,7 @@ class ScoredRetriever(BaseRetriever):
     store: Any  # a ChunkStore
     k: int = 4
     min_score: float = -1.0
+    min_score_margin: float = 0.0  # see admitted()
     filter: dict[str, Any] | None = None  # a Chroma `where` (see metadata_filter)
     mmr_lambda: float | None = None  # set: maximal marginal relevance over 4k candidates
     keyword: Any = None  # a KeywordIndex: hybrid search, fused by reciprocal rank
@@ -41,13 +42,14 @@ class ScoredRetriever(BaseRetriever):
             hits = self._hybrid(query, k)
         else:
             hits, _ = self.store.query(self._embed(query), k, self.filter)
-        docs = []
         for doc, score in hits:
-            if score < self.min_score:
-                continue
             doc.metadata = {**doc.metadata, "score": round(float(score), 4)}
-            docs.append(doc)
-        return docs
+        keep = admitted(
+            [(d.metadata["score"], d.metadata.get("keyword_rank")) for d, _ in hits],
+            self.min_score,
+            self.min_score_margin,
+        )
+        return [hits[i][0] for i in keep]
 
     def _embed(self, query: str) -> np.ndarray:
         return np.array(self.store.embeddings.embed_query(query))
@@ -74,6 +76,10 @@ class ScoredRetriever(BaseRetriever):
         if missing:
             for doc, vector in self.store.get(ids=missing, where=self.filter, vectors=True):
                 docs[doc.id] = (doc, float(np.dot(query_vector, np.asarray(vector))))
+        for rank, id_ in enumerate(keyword_ids, start=1):
+            if id_ in docs:
+                doc = docs[id_][0]
+                doc.metadata = {**doc.metadata, "keyword_rank": rank}
         fused: dict[str, float] = {}
         for rank, (doc, _) in enumerate(dense):
             fused[str(doc.id)] = 1 / (self.rrf_k + rank + 1)
@@ -95,6 +101,21 @@ class ScoredRetriever(BaseRetriever):
         return [candidates[i] for i in chosen]
 
 
+def admitted(
+    hits: Sequence[tuple[float, int | None]], min_score: float, margin: float = 0.0
+) -> list[int]:
+    """Which hits (cosine score, BM25 rank or None) the LLM sees, by index: those reaching
+    ``min_score``. When none does, a near miss still gets in: the best hit, if it lies
+    within ``margin`` of the threshold and BM25 ranks it first as well (the two retrievers
+    agree on it). Otherwise none: the answer is a refusal, decided before the LLM runs."""
+    keep = [i for i, (score, _) in enumerate(hits) if score >= min_score]
+    if keep or margin <= 0 or not hits:
+        return keep
+    best = max(range(len(hits)), key=lambda i: hits[i][0])
+    score, keyword_rank = hits[best]
+    return [best] if score >= min_score - margin and keyword_rank == 1 else []
+
+
 def to_source(doc: Document) -> Source:
     meta = doc.metadata
     return Source(
@@ -103,6 +124,7 @@ def to_source(doc: Document) -> Source:
         score=float(meta.get("score", 0.0)),
         text=doc.page_content,
         section=meta.get("section"),
+        keyword_rank=meta.get("keyword_rank"),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Corpus, run_cli
+from tests.conftest import SAMPLE_DOCS, Corpus, run_cli
 from tests.facts import FACTS
 
 pytestmark = pytest.mark.e2e
@@ -162,6 +163,31 @@ def test_out_of_scope_question_is_refused(corpus: Corpus) -> None:
     assert "the LLM was not asked" in human.stderr
 
 
+def test_a_near_miss_both_retrievers_agree_on_reaches_the_llm(tmp_path: Path) -> None:
+    """A right passage just under min_score (a CSV row, as a user found) is not dropped
+    when BM25 ranks it first too; without the margin the same question is refused."""
+    docs = tmp_path / "docs"
+    shutil.copytree(SAMPLE_DOCS, docs)
+    (docs / "insurance.csv").write_text(
+        "policy,insurer,policy number,renews\n"
+        "home contents,Harbour Mutual,HM-55210-C,2027-03-01\n"
+        "car,Northway,NW-88-1402,2027-06-15\n"
+        "travel,Bluewave,BW-7-330,2027-01-10\n"
+    )
+    cli = functools.partial(run_cli, "--data-dir", str(tmp_path / "data"))
+    assert cli("ingest", str(docs), "--json").code == 0
+    question = "What is the policy number of the car insurance?"
+    results = cli("retrieve", question, "--json").json()["results"]
+    row = next(r for r in results if Path(r["source"]).name == "insurance.csv")
+    # the threshold just above the row's score: only the near-miss rule can let it in
+    env = {"RAGAPP_MIN_SCORE": f"{row['score'] + 0.01:.4f}", "RAGAPP_MIN_SCORE_MARGIN": "0.02"}
+    near = cli("ask", question, "--json", env={**env, "RAGAPP_MAX_TOKENS": "24"}).json()
+    assert near["refused"] is False, near
+    assert [Path(s["source"]).name for s in near["sources"]] == ["insurance.csv"]
+    plain = cli("ask", question, "--json", env={**env, "RAGAPP_MIN_SCORE_MARGIN": "0"}).json()
+    assert plain["refused"] is True and plain["sources"] == []
+
+
 def test_retrieval_filters_by_path_and_type(corpus: Corpus) -> None:
     def names(*args: str, question: str = "membership fee") -> set[str]:
         res = corpus.cli("retrieve", question, "-k", "6", "--json", *args)
@@ -256,7 +282,7 @@ def test_missing_llm_file_is_a_clear_error(corpus: Corpus, tmp_path: Path) -> No
     assert res.code == 1
     assert (
         res.stderr.strip() == f"error: LLM model not found: {tmp_path / 'nope.gguf'} (give a "
-        f".gguf path, or a name `ragapp models` lists from {tmp_path / 'data' / 'models'})"
+        f".gguf path, or a name `ragapp models` lists from {corpus.data / 'models'})"
     )
 
 

@@ -83,13 +83,33 @@ def test_evaluate_reports_latency_and_answers() -> None:
 def test_refusal_calibration_sweeps_thresholds() -> None:
     from ragapp.evaluate import refusal_calibration
 
-    r = refusal_calibration([0.6, 0.5, 0.3, 0.2], [0.1, 0.22, 0.35], 0.25)
+    def one(score: float, rank: int | None = None) -> list[tuple[float, int | None]]:
+        return [(score, rank)]
+
+    r = refusal_calibration(
+        [one(0.6), one(0.5), one(0.3), one(0.2)], [one(0.1), one(0.22), one(0.35)], 0.25
+    )
     assert (r["unanswerable_refused"], r["answerable_refused"]) == (pytest.approx(2 / 3), 0.25)
     assert r["n_unanswerable"] == 3
     by_t = {row["min_score"]: row for row in r["sweep"]}
     assert by_t[0.0]["unanswerable_refused"] == 0.0 and by_t[0.6]["answerable_refused"] == 0.75
     best = max(r["sweep"], key=lambda x: x["unanswerable_refused"] - x["answerable_refused"])
     assert r["best_min_score"] == best["min_score"]
+
+
+def test_a_near_miss_is_admitted_only_when_bm25_ranks_it_first() -> None:
+    from ragapp.evaluate import refusal_calibration
+    from ragapp.query.retriever import admitted
+
+    assert admitted([(0.30, 3), (0.20, 1)], 0.275, 0.02) == [0]  # above the threshold
+    assert admitted([(0.26, 1), (0.20, 2)], 0.275, 0.02) == [0]  # a near miss BM25 agrees on
+    assert admitted([(0.26, 2), (0.20, 1)], 0.275, 0.02) == []  # BM25 prefers another
+    assert admitted([(0.25, 1)], 0.275, 0.02) == []  # too far below
+    assert admitted([(0.27, 1)], 0.275, 0.0) == []  # no margin: the plain threshold
+    r = refusal_calibration([[(0.27, 1)], [(0.5, 1)]], [[(0.26, 1)], [(0.1, 1)]], 0.275, 0.02)
+    assert (r["answerable_refused"], r["unanswerable_refused"]) == (0.0, 0.5)
+    by_m = {row["min_score_margin"]: row for row in r["margin_sweep"]}
+    assert by_m[0.0]["answerable_refused"] == 0.5 and by_m[0.02]["unanswerable_refused"] == 0.5
 
 
 def test_malformed_datasets_are_clear_errors(tmp_path: Path) -> None:
