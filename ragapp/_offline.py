@@ -18,6 +18,8 @@ OFFLINE_ENV = {
     "UNSTRUCTURED_DISABLE_NOTICE": "1",
     # chromadb's posthog telemetry (we also pass Settings(anonymized_telemetry=False)).
     "ANONYMIZED_TELEMETRY": "False",
+    # OpenTelemetry (the MCP SDK imports its API): no exporter, ever.
+    "OTEL_SDK_DISABLED": "true",
     # tokenizers forks badly under our worker processes.
     "TOKENIZERS_PARALLELISM": "false",
 }

@@ -7,6 +7,7 @@ and nothing else: a ``Collection`` for reading and writing, ``RagApp.ask`` for a
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
@@ -153,6 +154,20 @@ class RagApp:
             "store": status["store"],
             "missing": status["missing"],
         }
+
+    def sources(self) -> list[dict[str, Any]]:
+        """`ragapp sources --json`'s rows: each ingested file, its chunks, when ingested."""
+        return [
+            {
+                "path": e.path,
+                "chunks": e.chunks,
+                "bytes": e.size,
+                "ingested_at": datetime.fromtimestamp(e.ingested_at, UTC).isoformat(
+                    timespec="seconds"
+                ),
+            }
+            for e in self.collection.files().values()
+        ]
 
     def retrieve(
         self, question: str, k: int | None = None, where: dict[str, Any] | None = None

@@ -8,6 +8,7 @@ JSON goes to stdout only with --json; people get Rich output; errors are one lin
     admin.py   status, backfill, reset, doctor, models
     evaluate.py  eval
     serve.py   serve
+    mcp.py     mcp (an MCP server on stdio, for agents)
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import time
 import typer
 from typer.exceptions import TyperException
 
-from ragapp.cli import admin, evaluate, ingest, query, serve
+from ragapp.cli import admin, evaluate, ingest, mcp, query, serve
 from ragapp.cli.common import EXIT_ERROR, EXIT_USAGE, cli, err
 from ragapp.errors import RagappError
 
@@ -34,6 +35,7 @@ for command in (
     admin.backfill,
     admin.reset,
     serve.serve,
+    mcp.mcp,
     admin.doctor,
     admin.models,
 ):
