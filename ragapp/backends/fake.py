@@ -4,7 +4,8 @@ bundled models; these only make the plumbing around them testable in millisecond
 
 - ``EchoLLM`` answers from the prompt it is given: by default the first sentence of
   passage [1], cited ("... [1]"); ``llm_model = "echo"`` repeats the question; scripted
-  ``responses`` are returned in turn. Answers stream word by word and end at stop strings.
+  ``responses`` are returned in turn; ``answers`` answers the questions it names (not the
+  rewrite of a follow-up). Answers stream word by word and end at stop strings.
 - ``HashEmbeddings``: deterministic bag-of-words vectors, so texts sharing words are close.
 """
 
@@ -37,6 +38,7 @@ class EchoLLM(LLM):
 
     mode: str = "cite"  # "cite" | "echo"
     responses: list[str] = []
+    answers: dict[str, str] = {}  # question -> its scripted answer
     calls: int = 0
 
     @property
@@ -44,12 +46,15 @@ class EchoLLM(LLM):
         return "fake-echo"
 
     def reply(self, prompt: str) -> str:
-        if self.responses:
+        question = _QUESTION.findall(prompt)
+        follow_up = "Follow-up question:" in prompt
+        if question and not follow_up and question[-1].strip() in self.answers:
+            text = self.answers[question[-1].strip()]
+        elif self.responses:
             text = self.responses[self.calls % len(self.responses)]
         else:
-            question = _QUESTION.findall(prompt)
             passage = _PASSAGE.search(prompt)
-            if self.mode == "echo" or "Follow-up question:" in prompt or passage is None:
+            if self.mode == "echo" or follow_up or passage is None:
                 text = question[-1].strip() if question else prompt
             else:
                 text = " ".join(passage.group(1).split())

@@ -19,7 +19,9 @@ from starlette.types import Message, Receive
 import ragapp
 from ragapp.app import RagApp
 from ragapp.backends import configured
+from ragapp.backends.base import DEMO_NOTE, is_demo_model
 from ragapp.errors import ConfigError, RagappError
+from ragapp.ledger import source_path
 from ragapp.server import documents as docs
 from ragapp.server.answers import (
     Question,
@@ -140,13 +142,20 @@ async def chat(body: ChatRequest, request: Request, state: State, app: App) -> A
 
 @router.get("/documents", response_model=DocumentsOut)
 async def list_documents(app: App) -> Any:
-    """The files in the collection with their chunk counts (as `ragapp sources`)."""
-    entries = await to_thread.run_sync(lambda: list(app.collection.files().values()))
+    """The files in the collection with their chunk counts (as `ragapp sources`), and
+    under `failed` the files that could not be ingested, with the reason."""
+
+    def collect() -> tuple[list[Any], list[Any]]:
+        files = app.collection.files()
+        return list(files.values()), docs.failed_files(app.collection, files)
+
+    entries, failed = await to_thread.run_sync(collect)
     rows = [docs.document_json(app.collection, e) for e in entries]
     return {
         "collection": app.settings.collection,
         "documents": rows,
         "chunks": sum(r["chunks"] for r in rows),
+        "failed": [docs.failed_json(app.collection, f) for f in failed],
     }
 
 
@@ -179,23 +188,23 @@ async def document_file(doc_id: str, app: App) -> Any:
     the browser (append `#page=N` to a PDF's URL); text formats, HTML included, are sent as
     sandboxed plain text; other formats as downloads."""
     entry = await to_thread.run_sync(_document, app, doc_id)
-    path = Path(entry.path)
+    path, name = source_path(entry.path), Path(entry.path).name
     if not path.is_file():
-        raise HTTPException(410, f"{path.name} is no longer on disk (run a re-sync)")
+        raise HTTPException(410, f"{name} is no longer on disk (run a re-sync)")
     kind = path.suffix.lower().lstrip(".")
     if kind in _INLINE:
         return FileResponse(
-            path, media_type=_INLINE[kind], filename=path.name, content_disposition_type="inline"
+            path, media_type=_INLINE[kind], filename=name, content_disposition_type="inline"
         )
     if kind in _AS_TEXT:
         return FileResponse(
             path,
             media_type="text/plain; charset=utf-8",
-            filename=path.name,
+            filename=name,
             content_disposition_type="inline",
             headers={"Content-Security-Policy": "sandbox; default-src 'none'"},
         )
-    return FileResponse(path, filename=path.name)
+    return FileResponse(path, filename=name)
 
 
 def _limited(receive: Receive, limit: int) -> Receive:
@@ -294,10 +303,12 @@ def _accepted(job_id: str, app: RagApp, files: list[dict[str, Any]]) -> dict[str
 @router.delete("/documents/{doc_id}", response_model=DeletedOut)
 async def delete_document(doc_id: str, state: State, app: App) -> Any:
     """Remove a file's chunks and its ledger row, and delete the uploaded copy if it was
-    uploaded through the server (files ingested from your folders are never touched)."""
+    uploaded through the server (files ingested from your folders are never touched).
+    The id of a failed file (GET /api/documents `failed`) forgets its failure record."""
 
     def delete() -> dict[str, Any]:
-        return docs.delete_document(app, _document(app, doc_id))
+        failed = docs.find_failure(app.collection, doc_id)
+        return docs.delete_document(app, failed or _document(app, doc_id))
 
     return await to_thread.run_sync(delete)
 
@@ -389,6 +400,7 @@ async def status(state: State, app: App) -> Any:
             "chunks": app.collection.count(),
             "embedding_model": app.embedding_spec.name,
             "llm": app.llm_label,
+            "llm_note": DEMO_NOTE if is_demo_model(app.settings) else None,
             "store": app.settings.chroma_url or str(app.settings.store_path),
             "backend": app.settings.llm_backend,
             "gpu": gpu,

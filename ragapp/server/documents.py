@@ -1,4 +1,5 @@
-"""Documents of a collection: list, save uploads, ingest them, re-sync, delete.
+"""Documents of a collection: list (the files that failed too), save uploads, ingest them,
+re-sync, delete.
 
 Re-sync: the ledger records files, not the folders they were ingested from. Re-ingesting
 each file's parent folder would pull in every sibling the user never chose (ingesting
@@ -10,6 +11,7 @@ from the command line are picked up by `ragapp ingest FOLDER`, as before.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from ingest.loaders import PARTITIONERS, file_type
 from ingest.pipeline import ingest_paths
 from ragapp.app import RagApp
 from ragapp.collection import Collection
-from ragapp.ledger import FileEntry
+from ragapp.ledger import FailedFile, FileEntry, source_path
 from ragapp.server.jobs import Job
 from ragapp.server.security import safe_filename
 from ragapp.server.state import ServerState, document_id
@@ -36,16 +38,48 @@ def document_json(collection: Collection, entry: FileEntry) -> dict[str, Any]:
         "type": file_type(Path(entry.path)),
         "chunks": entry.chunks,
         "bytes": entry.size,
-        "ingested_at": datetime.fromtimestamp(entry.ingested_at, UTC).isoformat(timespec="seconds"),
+        "ingested_at": _iso(entry.ingested_at),
         "uploaded": collection.is_upload(entry.path),
         "file_url": f"/api/documents/{doc_id}/file{query}",
         "view_url": f"/documents/{doc_id}{query}",
     }
 
 
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+
+
 def find_document(collection: Collection, doc_id: str) -> FileEntry | None:
     """The file record with this id; only files in the collection can be found."""
     return next((e for e in collection.files().values() if document_id(e.path) == doc_id), None)
+
+
+def failed_files(collection: Collection, known: Iterable[str]) -> list[FailedFile]:
+    """The files that could not be ingested (or held no text), by path, leaving out any
+    that the collection holds (``known``) from an earlier, good version."""
+    recorded = set(known)
+    failures = collection.ledger.failures()
+    return [failures[p] for p in sorted(failures) if p not in recorded]
+
+
+def failed_json(collection: Collection, failure: FailedFile) -> dict[str, Any]:
+    return {
+        "id": document_id(failure.path),
+        "name": Path(failure.path).name,
+        "path": failure.path,
+        "type": file_type(Path(failure.path)),
+        "bytes": failure.size,
+        "reason": failure.reason,
+        "skipped": failure.skipped,
+        "attempted_at": _iso(failure.attempted_at),
+        "uploaded": collection.is_upload(failure.path),
+    }
+
+
+def find_failure(collection: Collection, doc_id: str) -> FailedFile | None:
+    """The failure record with this id (a file that is in the collection is not one)."""
+    failed = failed_files(collection, collection.files())
+    return next((f for f in failed if document_id(f.path) == doc_id), None)
 
 
 def unique_names(names: list[str]) -> list[str]:
@@ -86,10 +120,10 @@ def sync_collection(state: ServerState, app: RagApp) -> Any:
         known = collection.files()
         uploads = collection.uploads_dir
         outside = [p for p in known if not collection.is_upload(p)]
-        gone = [p for p in outside if not Path(p).is_file()]
-        present = [Path(p) for p in outside if p not in gone]
-        targets = present + ([uploads] if uploads.is_dir() else [])
-        job.expect([str(p) for p in present])
+        gone = [p for p in outside if not source_path(p).is_file()]
+        present = [p for p in outside if p not in gone]
+        targets = [source_path(p) for p in present] + ([uploads] if uploads.is_dir() else [])
+        job.expect(present)
         report = ingest_paths(targets, collection, job)
         if not uploads.is_dir():  # the uploads folder itself was deleted: forget its files
             gone += [p for p in known if collection.is_upload(p)]
@@ -111,13 +145,14 @@ def refresh_search_index(state: ServerState, app: RagApp) -> None:
         app.collection.refresh_search_index()
 
 
-def delete_document(app: RagApp, entry: FileEntry) -> dict[str, Any]:
-    """Remove a file's chunks and record, and the uploaded copy if it was an upload."""
+def delete_document(app: RagApp, entry: FileEntry | FailedFile) -> dict[str, Any]:
+    """Remove a file's chunks and records (its failure record too), and the uploaded copy
+    if it was an upload."""
     collection = app.collection
     chunks = collection.remove_files([entry.path])
     deleted = False
     if collection.is_upload(entry.path):
-        path = Path(entry.path)
+        path = source_path(entry.path)
         if path.is_file() or path.is_symlink():
             path.unlink()
             deleted = True

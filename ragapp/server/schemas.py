@@ -75,10 +75,27 @@ class DocumentOut(BaseModel):
     view_url: str
 
 
+class FailedOut(BaseModel):
+    """A file that could not be ingested, as its last attempt left it."""
+
+    id: str = Field(description="DELETE /api/documents/{id} forgets it (and deletes an upload).")
+    name: str
+    path: str
+    type: str
+    bytes: int
+    reason: str = Field(description="Why it failed, as `ragapp ingest` reports it.")
+    skipped: bool = Field(description="No text found in it: skipped rather than failed.")
+    attempted_at: str
+    uploaded: bool = Field(description="Whether the file was uploaded through the server.")
+
+
 class DocumentsOut(BaseModel):
     collection: str
     documents: list[DocumentOut]
     chunks: int
+    failed: list[FailedOut] = Field(
+        default_factory=list, description="Files that could not be ingested, with the reason."
+    )
 
 
 class UploadedFile(BaseModel):
@@ -143,6 +160,9 @@ class StatusOut(BaseModel):
     chunks: int
     embedding_model: str
     llm: str
+    llm_note: str | None = Field(
+        None, description="A caution about the model, e.g. that the bundled one is a demo."
+    )
     store: str
     backend: str
     gpu: GpuOut

@@ -11,14 +11,17 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 
 from ragapp.server import create_app
 from ragapp.server.testing import running_server
+from ragapp.store import forget_memory_spaces
 from tests.conftest import ROOT
 from tests.server_helpers import (
     LIGHTHOUSE,
@@ -26,6 +29,8 @@ from tests.server_helpers import (
     PDF_QUESTION,
     harbour_pdf,
     server_settings,
+    upload,
+    wait_for_job,
 )
 
 pytestmark = pytest.mark.e2e
@@ -317,9 +322,228 @@ def test_login_with_a_token(browser: Any, tmp_path: Path) -> None:
         page.wait_for_function(  # /api/status too (the models may still be loading)
             "() => document.querySelector('#status-model').textContent !== 'Loading…'"
         )
-        assert "llama.cpp" in page.locator("#status-model").text_content()
+        pill = page.locator("#status-model")
+        assert "llama.cpp" in pill.text_content() and "demo model" in pill.text_content()
+        assert "answers are unreliable" in (pill.get_attribute("title") or "")
         tab.shot("8-after-login")
         page.get_by_role("button", name="Sign out").click()
         page.wait_for_url(url + "/login")
         assert tab.errors == [] and tab.foreign == []
         tab.context.close()
+
+
+# --- the page around the answers: Markdown, the kept conversation, scrolling, the file list ---
+# A server over the fake stack (hash embedder, echo LLM with scripted answers): what these
+# check is the page, so the answers are written here rather than left to a model.
+
+SCRIPTED_STACK = {
+    "chroma_url": "memory://browser",
+    "embedding_model": "fake",
+    "llm_backend": "fake",
+}
+MARKDOWN_QUESTION = "Who is the keeper of the Kestrel Point lighthouse? Answer in Markdown."
+MARKDOWN_ANSWER = (
+    "The keeper is **Ingrid Solberg** [1].\n\n"
+    "- she has kept the light since *2019* [1]\n"
+    "- she lives in the cottage beside the tower\n\n"
+    "```python\nprint('<b>not bold</b>')\n```\n\n"
+    "The notes say <script>window.__answer_xss = 1</script> and "
+    '<img src=x onerror="window.__img_xss = 1">.\n\n'
+    "[a script link](javascript:window.__link_xss=1) · [a web link](https://example.org/docs) · "
+    "![a picture](https://example.org/pixel.png)"
+)
+FERRY_FOLDER = ["ferry.txt", "timetable.docx"]
+LONG_QUESTIONS = [f"When was the Kestrel Point lighthouse lamp lit ({n})?" for n in range(3)]
+LONG_ANSWER = "\n\n".join(
+    f"{n}. The lamp of the Kestrel Point lighthouse was first lit on 14 March 1887 [1]."
+    for n in range(1, 13)
+)
+
+
+@dataclass
+class Scripted:
+    url: str
+    app: Any
+    client: httpx.Client
+
+    @property
+    def collection(self) -> Any:
+        return self.app.state.server.app().collection
+
+
+@pytest.fixture(scope="module")
+def scripted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scripted]:
+    data = tmp_path_factory.mktemp("scripted") / "data"
+    settings = server_settings(
+        data, max_tokens=512, parse_timeout_s=0, parse_memory_mb=0, **SCRIPTED_STACK
+    )
+    app = create_app(settings)
+    llm = app.state.server.models.llm().llm
+    llm.answers = {MARKDOWN_QUESTION: MARKDOWN_ANSWER} | dict.fromkeys(LONG_QUESTIONS, LONG_ANSWER)
+    with running_server(app) as url, httpx.Client(base_url=url, timeout=120) as client:
+        res = upload(client, [("lighthouse.txt", LIGHTHOUSE.encode())])
+        assert wait_for_job(client, res.json()["job_id"])["state"] == "done"
+        yield Scripted(url, app, client)
+    forget_memory_spaces(SCRIPTED_STACK["chroma_url"])
+
+
+@pytest.fixture(scope="module")
+def sui(browser: Any, scripted: Scripted) -> Iterator[Page]:
+    page = Page(browser, scripted.url)
+    yield page
+    assert page.errors == [], page.errors
+    assert page.foreign == [], f"the UI asked for something off this machine: {page.foreign}"
+    page.context.close()
+
+
+def test_an_answer_is_markdown_with_raw_html_as_text(sui: Page) -> None:
+    card = sui.ask(MARKDOWN_QUESTION)
+    answer = card.locator(".answer")
+    assert answer.locator("strong").first.text_content() == "Ingrid Solberg"
+    assert answer.locator("ul > li").count() == 2
+    assert answer.locator("li .cite").first.text_content() == "1"  # citations inside Markdown
+    code = answer.locator("pre > code.language-python")
+    assert code.text_content() == "print('<b>not bold</b>')\n"
+    assert answer.locator("b, script, img").count() == 0
+    text = answer.text_content()
+    assert "<script>window.__answer_xss = 1</script>" in text
+    assert '<img src=x onerror="window.__img_xss = 1">' in text
+    assert sui.page.evaluate("[window.__answer_xss, window.__img_xss]") == [None, None]
+    hrefs = answer.locator("a").evaluate_all("links => links.map(a => a.getAttribute('href'))")
+    assert hrefs == ["https://example.org/docs", "https://example.org/pixel.png"]  # never loaded
+    assert "[a script link](javascript:window.__link_xss=1)" in text
+    chip = card.locator(".source-chip").first
+    assert chip.locator(".label").text_content() == "lighthouse.txt"
+    answer.locator(".cite").first.click()
+    sui.page.locator("#source-dialog").wait_for(state="visible")
+    sui.page.keyboard.press("Escape")
+    sui.shot("9-markdown")
+
+
+def test_the_conversation_survives_a_reload_and_clear_empties_it(sui: Page) -> None:
+    page = sui.page
+    stored = page.evaluate("Object.keys(localStorage).filter(k => k.startsWith('ragapp.chat.'))")
+    assert stored == ["ragapp.chat.default"]
+    page.reload()
+    card = page.locator(".msg.assistant .card").first
+    card.locator(".meta-line").wait_for()
+    assert page.locator(".msg.user .bubble").all_text_contents() == [MARKDOWN_QUESTION]
+    assert card.locator(".answer pre > code").count() == 1
+    assert card.locator(".source-chip .label").all_text_contents() == ["lighthouse.txt"]
+    assert page.locator("#chat-empty").is_hidden()
+    sui.shot("10-restored")
+    # kept per collection: another one starts empty, and this one is still there after
+    page.evaluate("localStorage.setItem('ragapp.collection', 'elsewhere')")
+    page.reload()
+    page.locator("#chat-empty").wait_for()
+    assert page.locator(".msg").count() == 0
+    page.evaluate("localStorage.setItem('ragapp.collection', 'default')")
+    page.reload()
+    page.locator(".msg.assistant .meta-line").wait_for()
+
+    page.get_by_role("button", name="Clear conversation").click()
+    assert page.locator(".msg").count() == 0 and page.locator("#chat-empty").is_visible()
+    assert page.evaluate("localStorage.getItem('ragapp.chat.default')") is None
+    page.reload()
+    page.locator("#chat-empty").wait_for()
+    assert page.locator(".msg").count() == 0
+
+
+def _gap_below(page: Any) -> float:
+    """How far the message list is from being scrolled to its end, in pixels."""
+    return float(
+        page.evaluate(
+            "() => { const m = document.querySelector('#messages');"
+            " return m.scrollHeight - m.scrollTop - m.clientHeight; }"
+        )
+    )
+
+
+def test_the_newest_answer_and_its_sources_are_scrolled_into_view(sui: Page) -> None:
+    page = sui.page
+    messages = page.locator("#messages")
+    for n, question in enumerate(LONG_QUESTIONS):
+        if n == 2:  # the reader scrolled back up: asking again brings the new answer in
+            page.evaluate("document.querySelector('#messages').scrollTop = 0")
+        card = sui.ask(question)
+        assert card.locator(".answer ol > li").count() == 12
+        page.wait_for_function(
+            "() => { const m = document.querySelector('#messages');"
+            " return m.scrollHeight - m.scrollTop - m.clientHeight < 2; }"
+        )
+        chips, view = card.locator(".sources").bounding_box(), messages.bounding_box()
+        assert chips is not None and view is not None
+        assert (
+            view["y"] <= chips["y"] and chips["y"] + chips["height"] <= view["y"] + view["height"]
+        )
+    tall = "(m => m.scrollHeight / m.clientHeight)(document.querySelector('#messages'))"
+    assert page.evaluate(tall) > 2 and _gap_below(page) < 2  # it did have to scroll
+    sui.shot("11-scrolled")
+
+
+def test_the_file_list_shows_folders_and_filters_as_you_type(
+    sui: Page, scripted: Scripted, tmp_path: Path
+) -> None:
+    from ingest.pipeline import ingest_paths
+
+    for folder, name, text in [
+        ("harbour-notes", "tides.md", "# Tides\n\nHigh tide at Kestrel Point is at noon.\n"),
+        ("ferry-times", "ferry.txt", "The ferry to Kestrel Point leaves at 9:15.\n"),
+        ("ferry-times", "timetable.docx", "not a zip: this one fails"),
+    ]:
+        (tmp_path / folder).mkdir(exist_ok=True)
+        (tmp_path / folder / name).write_text(text)
+    ingest_paths([tmp_path], scripted.collection)  # as `ragapp ingest` would
+    page = sui.page
+    page.reload()
+    page.locator("#doc-list .doc", has_text="tides.md").wait_for()
+    heads = page.locator("#doc-list .folder-name").all_text_contents()
+    assert heads == ["Uploads", "ferry-times", "harbour-notes"]  # the full path in the title
+    titles = page.locator("#doc-list .folder-head").evaluate_all("h => h.map(e => e.title)")
+    assert {str(tmp_path / "ferry-times"), str(tmp_path / "harbour-notes")} <= set(titles)
+    head = page.locator(f'.folder-head[title="{tmp_path / "ferry-times"}"]')
+    ferries = page.locator("#doc-list .folder", has=head)
+    assert sorted(ferries.locator(".doc-name").all_text_contents()) == FERRY_FOLDER
+    failed = ferries.locator(".doc.failed")
+    assert "not a zip" in failed.locator(".doc-reason").text_content()
+    assert failed.get_by_role("button", name="Forget timetable.docx").is_visible()
+
+    box = page.get_by_label("Filter the files by name or folder")
+    visible = lambda: page.locator("#doc-list .doc:visible .doc-name").all_text_contents()  # noqa: E731
+    box.press_sequentially("ferry")  # the folder's name: both of its files
+    assert sorted(visible()) == FERRY_FOLDER
+    assert page.locator("#doc-list .folder:visible").count() == 1
+    sui.shot("12-filtered")
+    box.fill("TIDES")
+    assert visible() == ["tides.md"]
+    box.fill("no such file")
+    assert visible() == []
+    assert page.locator("#filter-empty").text_content() == "No file matches “no such file”."
+    box.fill("")
+    assert len(visible()) == 4 and page.locator("#filter-empty").is_hidden()
+
+
+def test_a_failed_upload_is_listed_with_its_reason_and_deleted(
+    sui: Page, scripted: Scripted, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(b"%PDF-1.4 this is not really a PDF")
+    page = sui.page
+    page.set_input_files("#file-input", str(broken))
+    page.locator(".upload.failed", has_text="broken.pdf").wait_for(timeout=LONG)
+    item = page.locator("#doc-list .doc.failed", has_text="broken.pdf")
+    item.wait_for()
+    reason = item.locator(".doc-reason").text_content()
+    assert reason.startswith("Failed: cannot parse"), reason
+    assert "1 file · 1 chunk" not in page.locator("#doc-count").text_content()
+    assert "2 failed" in page.locator("#doc-count").text_content()  # with timetable.docx
+    copy = scripted.collection.uploads_dir / "broken.pdf"
+    assert copy.is_file()
+    sui.shot("13-failed-upload")
+    item.get_by_role("button", name="Delete broken.pdf").click()
+    item.get_by_role("button", name="Confirm: delete broken.pdf").click()
+    item.wait_for(state="detached")
+    assert not copy.exists()
+    failed = scripted.client.get("/api/documents").json()["failed"]
+    assert [f["name"] for f in failed] == ["timetable.docx"]
+    assert "1 failed" in page.locator("#doc-count").text_content()

@@ -56,6 +56,7 @@ def test_status_reports_models_store_and_gpu(served: Served) -> None:
     assert status["documents"] == 2 and status["chunks"] == served.first_job["chunks"] > 0
     assert status["embedding_model"] == "all-MiniLM-L6-v2"
     assert "SmolLM2" in status["llm"] and status["backend"] == "llamacpp"
+    assert status["llm_note"] == "demo model — answers are unreliable; see README to use a real one"
     assert status["store"] == str(served.settings.store_path)
     build = llama_build()
     assert status["gpu"]["supported"] is build["gpu_offload"]

@@ -5,6 +5,7 @@ tests/integration/test_server_api.py."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -154,6 +155,12 @@ def test_viewer_and_page_escape_document_content(served: Served) -> None:
         body = served.client.get(asset).text.replace("http://www.w3.org/2000/svg", "")
         assert "https://" not in body and "http://" not in body
         assert ".innerHTML" not in body and "insertAdjacentHTML" not in body
+    # the Markdown parser is served from here, and only parses: no DOM, no eval
+    assert '<script src="/static/vendor/markdown-it.min.js' in index.text
+    vendor = served.client.get("/static/vendor/markdown-it.min.js")
+    assert vendor.status_code == 200 and "markdownit" in vendor.text
+    for needle in ("innerHTML", "document.", "eval(", "new Function", "fetch(", "XMLHttpRequest"):
+        assert needle not in vendor.text, needle
 
 
 def test_errors_are_json(served: Served) -> None:
@@ -262,6 +269,48 @@ def test_delete_removes_chunks_ledger_row_and_upload(served: Served) -> None:
     assert served.client.delete(f"/api/documents/{doc['id']}").status_code == 404
 
 
+def test_failed_files_are_listed_with_their_reason_and_deletable(
+    served: Served, tmp_path: Path
+) -> None:
+    from ingest.pipeline import ingest_paths
+
+    res = upload(served.client, [("broken.docx", b"not a zip at all")])
+    job = wait_for_job(served.client, res.json()["job_id"])
+    reason = job["files"][0]["reason"]
+    assert job["files"][0]["status"] == "failed" and "not a zip" in reason
+    mine = tmp_path / "mine.docx"  # a failed file of the user's own, from the command line
+    mine.write_bytes(b"not a zip either")
+    ingest_paths([tmp_path], served.state.app().collection)
+
+    listing = served.client.get("/api/documents").json()
+    assert not {"broken.docx", "mine.docx"} & {d["name"] for d in listing["documents"]}
+    failed = {f["name"]: f for f in listing["failed"]}
+    upload_failed, own_failed = failed["broken.docx"], failed["mine.docx"]
+    assert upload_failed["reason"] == reason and upload_failed["uploaded"] is True
+    assert upload_failed["skipped"] is False and upload_failed["type"] == "docx"
+    assert upload_failed["bytes"] == len(b"not a zip at all")
+    assert own_failed["uploaded"] is False and own_failed["path"] == str(mine)
+    assert served.client.get(f"/api/documents/{upload_failed['id']}").status_code == 404
+
+    # DELETE with a failed file's id: the uploaded copy goes; a file of the user's stays
+    copy = Path(upload_failed["path"])
+    assert copy.is_file()
+    gone = served.client.delete(f"/api/documents/{upload_failed['id']}")
+    assert gone.status_code == 200
+    assert gone.json() == {
+        "id": upload_failed["id"],
+        "path": upload_failed["path"],
+        "chunks": 0,
+        "upload_deleted": True,
+    }
+    assert not copy.exists()
+    forgot = served.client.delete(f"/api/documents/{own_failed['id']}")
+    assert forgot.status_code == 200 and forgot.json()["upload_deleted"] is False
+    assert mine.is_file()
+    assert served.client.get("/api/documents").json()["failed"] == []
+    assert served.client.delete(f"/api/documents/{upload_failed['id']}").status_code == 404
+
+
 def test_sync_rechecks_known_files_and_mirrors_uploads(served: Served, tmp_path: Path) -> None:
     from ingest.pipeline import ingest_paths
 
@@ -286,6 +335,25 @@ def test_sync_rechecks_known_files_and_mirrors_uploads(served: Served, tmp_path:
     assert (report["added"], report["updated"], report["removed"]) == (0, 0, 2)
     names = {d["name"] for d in served.client.get("/api/documents").json()["documents"]}
     assert names == {"lighthouse.txt", "harbour.pdf"}
+
+
+def test_a_name_that_is_not_utf8_is_listed_served_and_synced(
+    served: Served, tmp_path: Path
+) -> None:
+    from ingest.pipeline import ingest_paths
+
+    raw = os.fsencode(tmp_path) + b"/caf\xe9.txt"
+    with open(raw, "wb") as fh:
+        fh.write(b"The Latin-1 named file is about the cafe's opening hours.\n")
+    report = ingest_paths([tmp_path], served.state.app().collection)
+    assert (report.added, report.failed) == (1, [])
+    doc = served.document("caf\\xe9.txt")  # shown as `ls -b` does: nothing lost
+    assert doc["path"] == f"{tmp_path}/caf\\xe9.txt"
+    res = served.client.get(doc["file_url"])
+    assert res.status_code == 200 and "opening hours" in res.text
+    again = wait_for_job(served.client, served.client.post("/api/sync").json()["job_id"])
+    assert again["report"]["removed"] == 0 and again["report"]["failed"] == []
+    assert served.client.delete(f"/api/documents/{doc['id']}").status_code == 200
 
 
 def test_collections_are_separate(served: Served) -> None:

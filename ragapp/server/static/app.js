@@ -1,5 +1,7 @@
 // ragapp web UI. Vanilla JS, no build step. Every piece of user or document content goes
 // into the page through textContent (never innerHTML), so a document's "<script>" is text.
+// Answers are Markdown: vendor/markdown-it.min.js parses them (raw HTML off) and the page
+// is built from its tokens here, element by element, from an allow-list.
 "use strict";
 
 (() => {
@@ -9,8 +11,9 @@
   const extensions = new Set((body.dataset.extensions || "").split(" ").filter(Boolean));
   const state = {
     collection: localStorage.getItem("ragapp.collection") || body.dataset.collection,
-    history: [], // [{role, content}] of this conversation
+    turns: [], // this conversation's finished answers, kept in localStorage per collection
     busy: null, // AbortController of the answer being streamed
+    follow: true, // keep the newest answer in view (until the reader scrolls up)
     documentCount: 0,
   };
 
@@ -103,8 +106,10 @@
     if (!response.ok) return;
     const s = await response.json();
     const model = $("#status-model");
-    model.replaceChildren(icon("chip"), document.createTextNode(s.llm.replace(/^llamacpp:/, "llama.cpp · ")));
-    model.title = `LLM: ${s.llm}\nEmbeddings: ${s.embedding_model}\nStore: ${s.store}`;
+    const label = s.llm.replace(/^llamacpp:/, "llama.cpp · ");
+    model.replaceChildren(icon("chip"), document.createTextNode(s.llm_note ? `${label} · demo model` : label));
+    model.classList.toggle("demo", Boolean(s.llm_note));
+    model.title = `LLM: ${s.llm}${s.llm_note ? ` (${s.llm_note})` : ""}\nEmbeddings: ${s.embedding_model}\nStore: ${s.store}`;
     const gpu = $("#status-gpu");
     gpu.replaceChildren(el("span", { class: "dot" }),
       document.createTextNode(s.gpu.active ? `GPU offload · ${s.gpu.backend}` : "CPU only"));
@@ -132,7 +137,7 @@
   function switchCollection(name) {
     state.collection = name;
     localStorage.setItem("ragapp.collection", name);
-    resetChat();
+    restoreChat();
     $("#uploads").replaceChildren();
     refreshAll();
   }
@@ -142,25 +147,84 @@
   }
 
   // --- documents --------------------------------------------------------------------------------
+  // Grouped by folder (uploads first), with the files that failed to ingest among them; the
+  // filter box hides what matches neither name nor path as you type.
   async function loadDocuments() {
     const response = await api("/api/documents");
     if (!response.ok) return;
     const data = await response.json();
-    const list = $("#doc-list");
-    list.replaceChildren(...data.documents.map(documentItem));
-    $("#docs-empty").hidden = data.documents.length > 0;
-    $("#doc-count").textContent = data.documents.length
-      ? `${plural(data.documents.length, "file")} · ${plural(data.chunks, "chunk")}` : "";
+    const failed = data.failed || [];
+    const items = [...data.documents.map(documentItem), ...failed.map(failedItem)];
+    $("#doc-list").replaceChildren(...folderGroups(items));
+    $("#docs-empty").hidden = items.length > 0;
+    $("#doc-filter-row").hidden = items.length === 0;
+    const counts = data.documents.length ? [plural(data.documents.length, "file"), plural(data.chunks, "chunk")] : [];
+    if (failed.length) counts.push(`${failed.length} failed`);
+    $("#doc-count").textContent = counts.join(" · ");
+    filterDocuments();
   }
 
-  function documentItem(doc) {
-    const del = el("button", { type: "button", class: "icon-button danger", "aria-label": `Delete ${doc.name}`, title: "Delete" }, icon("trash"));
+  // POSIX paths (a "\\" is part of a name: a byte that is not UTF-8 is shown as "\\xNN")
+  function folderOf(doc) {
+    const cut = doc.path.lastIndexOf("/");
+    return cut > 0 ? doc.path.slice(0, cut) : "/";
+  }
+  // A folder by its last name (its last two where two folders share one); the title has it all.
+  function folderLabels(folders) {
+    const tail = (folder, n) => folder.split("/").filter(Boolean).slice(-n).join("/") || folder;
+    const counts = new Map();
+    for (const f of folders) counts.set(tail(f, 1), (counts.get(tail(f, 1)) || 0) + 1);
+    return new Map(folders.map((f) => [f, counts.get(tail(f, 1)) > 1 ? tail(f, 2) : tail(f, 1)]));
+  }
+
+  function folderGroups(items) {
+    const groups = new Map();
+    for (const item of items) {
+      const key = item.doc.uploaded ? "" : folderOf(item.doc); // "": the uploads folder
+      if (!groups.has(key)) groups.set(key, { folder: folderOf(item.doc), items: [] });
+      groups.get(key).items.push(item);
+    }
+    const labels = folderLabels([...groups.keys()].filter(Boolean));
+    return [...groups.keys()].sort().map((key) => {
+      const { folder, items: members } = groups.get(key);
+      members.sort((a, b) => a.doc.name.localeCompare(b.doc.name));
+      const name = key === "" ? "Uploads" : labels.get(key);
+      return el("li", { class: "folder" },
+        el("div", { class: "folder-head", title: folder },
+          icon("folder"), el("span", { class: "folder-name", text: name }),
+          el("span", { class: "folder-count", text: String(members.length) })),
+        el("ul", { class: "folder-docs", "aria-label": key === "" ? "Uploads" : `Folder ${folder}` },
+          ...members.map((m) => m.node)));
+    });
+  }
+
+  function filterDocuments() {
+    const query = $("#doc-filter").value.trim().toLowerCase();
+    let shown = 0;
+    for (const folder of $("#doc-list").children) {
+      let inFolder = 0;
+      for (const item of folder.querySelectorAll(".doc")) {
+        item.hidden = Boolean(query) && !item.dataset.search.includes(query);
+        if (!item.hidden) inFolder++;
+      }
+      folder.hidden = inFolder === 0;
+      shown += inFolder;
+    }
+    const none = $("#filter-empty");
+    none.hidden = !query || shown > 0;
+    none.textContent = `No file matches “${$("#doc-filter").value.trim()}”.`;
+  }
+
+  // A delete button that asks once more ("Delete?") before it deletes.
+  function deleteButton(doc, verb) {
+    const label = `${verb} ${doc.name}`;
+    const del = el("button", { type: "button", class: "icon-button danger", "aria-label": label, title: verb }, icon("trash"));
     let armed = null;
     del.addEventListener("click", async () => {
       if (!armed) {
         del.classList.add("confirm");
-        del.replaceChildren(document.createTextNode("Delete?"));
-        del.setAttribute("aria-label", `Confirm: delete ${doc.name}`);
+        del.replaceChildren(document.createTextNode(`${verb}?`));
+        del.setAttribute("aria-label", `Confirm: ${label.toLowerCase().slice(0, 1)}${label.slice(1)}`);
         armed = setTimeout(disarm, 4000);
         return;
       }
@@ -168,7 +232,7 @@
       del.disabled = true;
       const response = await api(`/api/documents/${doc.id}`, { method: "DELETE" });
       if (response.ok) {
-        announce(`${doc.name} deleted`);
+        announce(`${doc.name} ${verb === "Forget" ? "forgotten" : "deleted"}`);
         await refreshAll();
       } else {
         announce(await errorText(response));
@@ -181,18 +245,36 @@
       del.disabled = false;
       del.classList.remove("confirm");
       del.replaceChildren(icon("trash"));
-      del.setAttribute("aria-label", `Delete ${doc.name}`);
+      del.setAttribute("aria-label", label);
     }
+    return del;
+  }
+
+  function documentItem(doc) {
     const meta = [plural(doc.chunks, "chunk"), formatBytes(doc.bytes)];
     if (doc.uploaded) meta.push("uploaded");
-    return el("li", { class: "doc", "data-id": doc.id },
+    const node = el("li", { class: "doc", "data-id": doc.id, "data-search": `${doc.name}\n${doc.path}`.toLowerCase() },
       el("span", { class: "doc-icon", "data-type": doc.type, text: doc.type.slice(0, 4) }),
       el("div", { class: "doc-main" },
         el("a", { class: "doc-name", href: doc.view_url, target: "_blank", rel: "noopener", title: doc.path, text: doc.name }),
         el("span", { class: "doc-meta", text: meta.join(" · ") })),
       el("div", { class: "doc-actions" },
         el("a", { class: "icon-button", href: doc.file_url, target: "_blank", rel: "noopener", "aria-label": `Open ${doc.name}`, title: "Open the file" }, icon("open")),
-        del));
+        deleteButton(doc, "Delete")));
+    return { doc, node };
+  }
+
+  // A file that could not be ingested: its reason, and a button that deletes the uploaded
+  // copy (or, for a file from your folders, forgets the failure and leaves the file alone).
+  function failedItem(doc) {
+    const reason = `${doc.skipped ? "Skipped" : "Failed"}: ${doc.reason || "could not be read"}`;
+    const node = el("li", { class: `doc failed${doc.skipped ? " skipped" : ""}`, "data-id": doc.id, "data-search": `${doc.name}\n${doc.path}`.toLowerCase() },
+      el("span", { class: "doc-icon", "data-type": "failed", "aria-hidden": "true" }, icon("alert")),
+      el("div", { class: "doc-main" },
+        el("span", { class: "doc-name", title: doc.path, text: doc.name }),
+        el("span", { class: "doc-meta doc-reason", title: doc.reason, text: reason })),
+      el("div", { class: "doc-actions" }, deleteButton(doc, doc.uploaded ? "Delete" : "Forget")));
+    return { doc, node };
   }
 
   // uploads: each file its own request (per-file progress), one after another
@@ -333,15 +415,81 @@
   // --- chat ---------------------------------------------------------------------------------------
   function resetChat() {
     if (state.busy) state.busy.abort();
-    state.history = [];
+    state.turns = [];
     const messages = $("#messages");
     messages.replaceChildren($("#chat-empty") || messages.firstChild);
     $("#chat-empty").hidden = false;
   }
 
-  function scrollDown() {
+  // The conversation of each collection is kept in this browser (localStorage) until it is
+  // cleared, so a reload shows it again; signing out forgets every one.
+  const CHAT_KEY = "ragapp.chat.";
+  const KEPT_TURNS = 50;
+
+  function storedTurns(collection) {
+    try {
+      const data = JSON.parse(localStorage.getItem(CHAT_KEY + collection) || "null");
+      const turns = data && Array.isArray(data.turns) ? data.turns : [];
+      return turns.filter((t) => t && typeof t.question === "string" && typeof t.answer === "string" && Array.isArray(t.sources));
+    } catch (_) { return []; }
+  }
+
+  function storeTurns() {
+    let turns = state.turns.slice(-KEPT_TURNS);
+    for (;;) {
+      try {
+        localStorage.setItem(CHAT_KEY + state.collection, JSON.stringify({ version: 1, turns }));
+        return;
+      } catch (_) { // over the quota: keep fewer, oldest dropped first
+        if (!turns.length) return;
+        turns = turns.slice(Math.ceil(turns.length / 4));
+      }
+    }
+  }
+
+  function clearChat() {
+    resetChat();
+    localStorage.removeItem(CHAT_KEY + state.collection);
+    announce("Conversation cleared");
+  }
+
+  function forgetAllChats() {
+    for (const key of Object.keys(localStorage)) if (key.startsWith(CHAT_KEY)) localStorage.removeItem(key);
+  }
+
+  function restoreChat() {
+    resetChat();
+    state.turns = storedTurns(state.collection);
+    for (const turn of state.turns) {
+      userMessage(turn.question);
+      showAnswer(assistantMessage(), turn, true);
+    }
     const messages = $("#messages");
-    if (messages.scrollHeight - messages.scrollTop - messages.clientHeight < 160) messages.scrollTop = messages.scrollHeight;
+    messages.scrollTo({ top: messages.scrollHeight, behavior: "instant" });
+    state.follow = true;
+  }
+
+  // [{role, content}] for /api/chat: the last turns of this conversation
+  function chatHistory() {
+    return state.turns.flatMap((t) => [{ role: "user", content: t.question }, { role: "assistant", content: t.answer }]).slice(-16);
+  }
+
+  // Keep the newest answer in view while the reader stays at the bottom; scrolling up stops it
+  // (until they come back down or ask again).
+  function scrollDown(force = false) {
+    const messages = $("#messages");
+    if (force) state.follow = true;
+    if (state.follow) messages.scrollTop = messages.scrollHeight;
+  }
+  function watchScrolling() {
+    const messages = $("#messages");
+    let lastTop = messages.scrollTop;
+    messages.addEventListener("scroll", () => {
+      const atBottom = messages.scrollHeight - messages.scrollTop - messages.clientHeight < 24;
+      if (atBottom) state.follow = true;
+      else if (messages.scrollTop < lastTop - 2) state.follow = false; // the reader scrolled up
+      lastTop = messages.scrollTop;
+    }, { passive: true });
   }
 
   function userMessage(text) {
@@ -355,7 +503,6 @@
     const card = el("div", { class: "card", "aria-busy": "true" }, progress, answer);
     const avatar = el("img", { class: "avatar", src: "/static/favicon.svg", alt: "" });
     $("#messages").append(el("div", { class: "msg assistant" }, avatar, card));
-    scrollDown();
     return { card, progress, answer };
   }
 
@@ -364,8 +511,25 @@
     view.progress.replaceChildren(el("span", { class: "spinner", "aria-hidden": "true" }), document.createTextNode(text));
   }
 
-  // The answer text with each valid [n] turned into a button that opens source n.
-  function renderAnswer(node, text, sources) {
+  // --- Markdown answers ---------------------------------------------------------------------
+  // markdown-it only parses, with raw HTML off (a "<script>" in an answer is a text token) and
+  // no linkify; the DOM is built from its tokens with elements from this list, text through
+  // textContent, and links only to http(s) and mailto. Without the parser: plain text.
+  const markdown = typeof window.markdownit === "function"
+    ? window.markdownit({ html: false, linkify: false, typographer: false }) : null;
+  const MARKDOWN_TAGS = new Set(["p", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "blockquote",
+    "em", "strong", "s", "table", "thead", "tbody", "tr", "th", "td"]);
+  const LINK_SCHEMES = new Set(["http:", "https:", "mailto:"]);
+
+  function safeHref(href) {
+    try {
+      const url = new URL(href || "", location.href);
+      return LINK_SCHEMES.has(url.protocol) ? url.href : null;
+    } catch (_) { return null; }
+  }
+
+  // Text with each valid [n] turned into a button that opens source n.
+  function citedText(text, sources) {
     const parts = [];
     let last = 0;
     for (const match of text.matchAll(/\[(\d+)\]/g)) {
@@ -378,7 +542,58 @@
       last = match.index + match[0].length;
     }
     parts.push(document.createTextNode(text.slice(last)));
-    node.replaceChildren(...parts);
+    return parts;
+  }
+
+  function markdownNodes(text, sources) {
+    const root = document.createDocumentFragment();
+    const stack = [root];
+    let inLink = 0;
+    const top = () => stack[stack.length - 1];
+    const add = (node) => { top().append(node); return node; };
+    const link = (href, label) => el("a", { href, target: "_blank", rel: "noopener noreferrer", text: label });
+    const walk = (tokens) => {
+      for (const token of tokens) {
+        if (token.nesting === 1) {
+          let node;
+          if (token.hidden) node = top(); // the paragraphs of a tight list: no <p>
+          else if (token.type === "link_open") {
+            const href = safeHref(token.attrGet("href"));
+            node = add(href ? el("a", { href, target: "_blank", rel: "noopener noreferrer", title: token.attrGet("title") }) : el("span"));
+            inLink++;
+          } else if (MARKDOWN_TAGS.has(token.tag)) {
+            node = add(document.createElement(token.tag));
+            const start = Number(token.attrGet("start"));
+            if (token.tag === "ol" && start > 1) node.start = start;
+            const align = /text-align:(left|right|center)/.exec(token.attrGet("style") || "");
+            if (align) node.style.textAlign = align[1]; // CSSOM, not a style attribute: CSP allows it
+          } else node = add(el("span"));
+          stack.push(node);
+        } else if (token.nesting === -1) {
+          if (token.type === "link_close") inLink--;
+          if (stack.length > 1) stack.pop();
+        } else if (token.type === "inline") walk(token.children || []);
+        else if (token.type === "text") top().append(...(inLink ? [token.content] : citedText(token.content, sources)));
+        else if (token.type === "code_inline") add(el("code", { text: token.content }));
+        else if (token.type === "fence" || token.type === "code_block") {
+          const lang = /^[\w+#.-]+/.exec(token.info || "");
+          add(el("pre", {}, el("code", { class: lang ? `language-${lang[0]}` : null, text: token.content })));
+        } else if (token.type === "softbreak" || token.type === "hardbreak") add(document.createElement("br"));
+        else if (token.type === "hr") add(document.createElement("hr"));
+        else if (token.type === "image") { // never loaded: a link to it, named by its alt text
+          const href = safeHref(token.attrGet("src"));
+          const label = token.content ? `${token.content} (image)` : href;
+          add(href && !inLink ? link(href, label) : document.createTextNode(token.content));
+        } else if (token.content) add(document.createTextNode(token.content)); // html_*, if ever
+      }
+    };
+    walk(markdown.parse(text, {}));
+    return root;
+  }
+
+  function renderAnswer(node, text, sources) {
+    if (!markdown) { node.classList.add("plain"); node.replaceChildren(...citedText(text, sources)); return; }
+    node.replaceChildren(markdownNodes(text, sources));
   }
 
   function sourceChips(sources, cited) {
@@ -398,7 +613,7 @@
     return row;
   }
 
-  function notFound(view, hadSources) {
+  function notFound(view, hadSources, quiet = false) {
     const title = hadSources ? "The answer isn't in the passages found" : "Not found in your documents";
     const detail = hadSources
       ? "The model read the passages below and did not find the answer in them. Try rephrasing, or add the document that has it."
@@ -406,7 +621,7 @@
     view.answer.replaceChildren(el("div", { class: "notice", role: "note" }, icon("search-off"),
       el("div", {}, el("strong", { text: title }), el("p", { text: detail }))));
     view.card.classList.add("not-found");
-    announce(title);
+    if (!quiet) announce(title);
   }
 
   function timingsLine(t) {
@@ -418,9 +633,19 @@
     return el("div", { class: "meta-line", text: bits.join(" · ") });
   }
 
+  // A finished answer (live, or kept from before a reload): the text, its sources, timings.
+  function showAnswer(view, turn, quiet = false) {
+    if (turn.refused) notFound(view, !turn.not_found, quiet);
+    else renderAnswer(view.answer, turn.answer, turn.sources);
+    if (turn.sources.length) view.card.append(sourceChips(turn.sources, turn.citations || []));
+    if (turn.timings) view.card.append(timingsLine(turn.timings));
+    view.card.removeAttribute("aria-busy");
+  }
+
   async function ask(question) {
     userMessage(question);
     const view = assistantMessage();
+    scrollDown(true);
     setProgress(view, "Searching your documents…");
     const controller = new AbortController();
     state.busy = controller;
@@ -428,7 +653,7 @@
     let sources = [];
     let text = "";
     let finished = false;
-    const messages = [...state.history, { role: "user", content: question }];
+    const messages = [...chatHistory(), { role: "user", content: question }];
     try {
       for (let attempt = 1; ; attempt++) {
         const response = await api("/api/chat", {
@@ -454,6 +679,7 @@
           } else if (name === "sources") {
             sources = data.sources;
             setProgress(view, sources.length ? `Reading ${plural(sources.length, "passage")}…` : "");
+            scrollDown();
           } else if (name === "token") {
             if (!text) { setProgress(view, ""); view.answer.classList.add("streaming"); }
             text += data.text;
@@ -464,11 +690,12 @@
             setProgress(view, "");
             view.answer.classList.remove("streaming");
             text = data.answer;
-            if (data.refused) notFound(view, !data.not_found);
-            else { renderAnswer(view.answer, text, sources); announce("Answer complete"); }
-            if (sources.length) view.card.append(sourceChips(sources, data.citations));
-            view.card.append(timingsLine(data.timings));
-            state.history = [...messages, { role: "assistant", content: text }].slice(-16);
+            const turn = { question, answer: text, refused: data.refused, not_found: data.not_found, sources, citations: data.citations, timings: data.timings };
+            showAnswer(view, turn);
+            if (!data.refused) announce("Answer complete");
+            state.turns.push(turn);
+            storeTurns();
+            scrollDown();
           } else if (name === "error") {
             // the line was full or the time ran out before a word was written: wait, retry
             if (data.retry_after && !text && attempt <= BUSY_RETRIES) { retryIn = data.retry_after; return; }
@@ -549,7 +776,10 @@
       ask(text);
     });
     $("#stop").addEventListener("click", () => state.busy && state.busy.abort());
-    $("#new-chat").addEventListener("click", () => { resetChat(); question.focus(); });
+    $("#clear-chat").addEventListener("click", () => { clearChat(); question.focus(); });
+    $("#doc-filter").addEventListener("input", filterDocuments);
+    const signout = $(".signout");
+    if (signout) signout.addEventListener("submit", forgetAllChats);
     $("#sync").addEventListener("click", resync);
     $("#collection").addEventListener("change", (e) => switchCollection(e.target.value));
     const dialog = $("#collection-dialog");
@@ -570,6 +800,8 @@
       }
     });
     setupDropzone();
+    watchScrolling();
+    restoreChat();
     refreshAll();
     question.focus();
   }
