@@ -149,6 +149,6 @@ def create_app(settings: Settings, *, token: str | None = None, preload: bool = 
     app.include_router(openai_api.router)
     app.include_router(ui.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.add_middleware(GuardMiddleware, token=state.token, refuse=_refused)
+    app.add_middleware(GuardMiddleware, auth=state.auth, refuse=_refused)
     app.add_middleware(SecurityHeaders)
     return app

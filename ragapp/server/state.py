@@ -17,6 +17,7 @@ from ragapp.backends import configured
 from ragapp.errors import InvalidCollectionError
 from ragapp.server.jobs import Jobs
 from ragapp.server.queue import AnswerQueue
+from ragapp.server.security import Auth
 from ragapp.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -41,11 +42,13 @@ def chunk_anchor(text: str) -> str:
 
 
 class ServerState:
-    """The composition root of the server: settings, shared models, apps, queue, jobs."""
+    """The composition root of the server: settings, shared models, apps, queue, jobs, and
+    the token's sign-in sessions."""
 
     def __init__(self, settings: Settings, token: str | None = None) -> None:
         self.settings = settings
         self.token = token or None
+        self.auth = Auth(self.token, settings.session_hours)
         self.started_at = time.time()
         self.models = Models(settings)
         self.queue = AnswerQueue(answer_slots(settings), settings.max_queue)

@@ -4,7 +4,6 @@ the page's script builds the DOM with textContent only."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 import ragapp
 from ragapp.app import RagApp
 from ragapp.server import documents as docs
-from ragapp.server.security import COOKIE, request_authorized, session_value, token_matches
+from ragapp.server.security import COOKIE, TOO_MANY, retry_headers
 from ragapp.server.state import ServerState, chunk_anchor
 
 HERE = Path(__file__).parent
@@ -39,7 +38,7 @@ def _render(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
 
 
 def _login_redirect(request: Request) -> Response | None:
-    if request_authorized(request, _state(request).token):
+    if _state(request).auth.check(request).right:
         return None
     return RedirectResponse("/login", status_code=303)
 
@@ -68,20 +67,24 @@ async def login_page(request: Request) -> Response:
 
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request) -> Response:
-    """Check the token once and keep a session cookie (HttpOnly, SameSite=Strict) derived
-    from it, so the page, its API calls and file links work without sending the token."""
-    token = _state(request).token
-    if not token:
+    """Check the token (within the client's limit of wrong guesses) and start a session:
+    a random id in an HttpOnly, SameSite=Strict cookie, so the page, its API calls and file
+    links work without sending the token."""
+    auth = _state(request).auth
+    if not auth.token:
         return RedirectResponse("/", status_code=303)
     form = await request.form(max_files=0, max_fields=2)
-    given = str(form.get("token", ""))
-    if not token_matches(given, token):
-        await asyncio.sleep(0.5)  # slow down guessing
+    guess = auth.guess(request, str(form.get("token", "")))
+    if guess.retry_after:
+        page = _render("login.html", 429, error=TOO_MANY.format(guess.retry_after).capitalize())
+        page.headers.update(retry_headers(guess))
+        return page
+    if not guess.right:
         return _render("login.html", status_code=401, error="That token is not right.")
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(
         COOKIE,
-        session_value(token),
+        auth.sessions.start(),
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
@@ -91,9 +94,11 @@ async def login(request: Request) -> Response:
 
 
 @router.post("/logout")
-async def logout() -> Response:
+async def logout(request: Request) -> Response:
+    """End the session on the server, so a copy of the cookie stops working too."""
+    _state(request).auth.sessions.end(request.cookies.get(COOKIE, ""))
     response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(COOKIE, path="/")
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
     return response
 
 

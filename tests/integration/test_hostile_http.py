@@ -2,18 +2,21 @@
 with the bundled embedder: the token on every route the app serves (the list is read from
 the app, so a new route cannot slip past), ids, paths and names that try to leave the
 collection or the uploads folder, uploaded HTML never served as a page, file names with
-markup escaped, and the loopback Host check of a server without a token. No question
-reaches the LLM: the ones asked are out of scope, so they are refused after retrieval."""
+markup escaped, the limit on wrong guesses of the token, and the Host check (loopback names
+only without a token, no malformed ones ever). No question reaches the LLM: the ones asked
+are out of scope, so they are refused after retrieval."""
 
 from __future__ import annotations
 
 import mimetypes
 import os
 import re
+import secrets
 import socket
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +30,7 @@ from starlette.staticfiles import StaticFiles
 
 from ragapp.server import create_app
 from ragapp.server.documents import SUPPORTED_EXTENSIONS
-from ragapp.server.security import COOKIE, session_value
+from ragapp.server.security import COOKIE, FAILURE_WINDOW_S, MAX_FAILURES, Auth
 from ragapp.server.state import document_id
 from ragapp.server.testing import running_server
 from ragapp.settings import Settings
@@ -52,7 +55,7 @@ PUBLIC_ROUTES = {
     ("GET", "/healthz"): "liveness for orchestrators: says {'status': 'ok'} and nothing else",
     ("GET", "/login"): "the sign-in page",
     ("POST", "/login"): "the sign-in form posts the token here",
-    ("POST", "/logout"): "clears the session cookie; there is nothing to protect",
+    ("POST", "/logout"): "ends the session it is sent with; there is nothing to protect",
 }
 PUBLIC_ASSETS = {  # static files the sign-in page shows before anyone has signed in
     "/static/app.css": "the sign-in page's style sheet: bundled with ragapp, no user data",
@@ -93,6 +96,10 @@ class Guarded:
         return self.settings.data_dir
 
     @property
+    def auth(self) -> Auth:
+        return self.app.state.server.auth
+
+    @property
     def uploads(self) -> Path:
         return self.data_dir / "uploads" / self.settings.collection
 
@@ -114,6 +121,14 @@ def _check_headers(response: httpx.Response) -> None:
 
 def client(url: str, **kw: Any) -> httpx.Client:
     return httpx.Client(base_url=url, timeout=120, event_hooks={"response": [_check_headers]}, **kw)
+
+
+def signed_in(url: str) -> str:
+    """A session cookie from the sign-in form."""
+    with client(url) as browser:
+        res = browser.post("/login", data={"token": TOKEN}, follow_redirects=False)
+        assert res.status_code == 303, res.text
+        return res.cookies[COOKIE]
 
 
 @pytest.fixture(scope="module")
@@ -154,6 +169,15 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guarded]:
         yield served
         for job_id in served.jobs:
             wait_for_job(http, job_id)
+
+
+@pytest.fixture(autouse=True)
+def forgiven(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Each test starts with no wrong guesses counted against 127.0.0.1, where every
+    request of this suite comes from."""
+    yield
+    if "guarded" in request.fixturenames:
+        request.getfixturevalue("guarded").auth.failures.clear()
 
 
 @pytest.fixture(scope="module")
@@ -239,7 +263,7 @@ WRONG_CREDENTIALS = {
     "an empty bearer": {"Authorization": "Bearer"},
     "the token under another scheme": {"Authorization": f"Basic {TOKEN}"},
     "the token itself as the cookie": {"Cookie": f"{COOKIE}={TOKEN}"},
-    "a cookie derived from another token": {"Cookie": f"{COOKIE}={session_value('guess')}"},
+    "a made-up session id": {"Cookie": f"{COOKIE}={secrets.token_urlsafe(32)}"},
 }
 
 
@@ -249,6 +273,9 @@ def test_every_route_needs_the_token(guarded: Guarded) -> None:
     assert {("GET", "/static/{path}"), ("POST", "/api/ask"), ("GET", "/v1/models")} <= routes
     assert set(PUBLIC_ASSETS) <= set(static_files(guarded.app))
     let_in, checked = [], 0
+    ended = signed_in(guarded.url)
+    with client(guarded.url, cookies={COOKIE: ended}) as browser:
+        assert browser.post("/logout", follow_redirects=False).status_code == 303
     with client(guarded.url) as stranger:
         for method, path in sorted(routes - set(PUBLIC_ROUTES)):
             for url in concrete(guarded, method, path):
@@ -256,9 +283,13 @@ def test_every_route_needs_the_token(guarded: Guarded) -> None:
                     continue
                 tries = [(what, {"headers": h}) for what, h in WRONG_CREDENTIALS.items()]
                 tries.append(("the token in the query", {"params": {"token": TOKEN}}))
+                tries.append(
+                    ("a session that signed out", {"headers": {"Cookie": f"{COOKIE}={ended}"}})
+                )
                 for verb in (method, "HEAD") if method == "GET" else (method,):
                     for what, creds in tries:
                         kw = request_for(guarded, method, path) if verb != "HEAD" else {}
+                        guarded.auth.failures.clear()  # each guess checked, none limited
                         res = stranger.request(verb, url, **creds, **kw)
                         if not denied_as_expected(res, method, path):
                             let_in.append(f"{verb} {url} ({what}): {res.status_code}")
@@ -295,7 +326,7 @@ def test_public_routes_and_assets_are_only_those_named(guarded: Guarded) -> None
 @pytest.mark.parametrize("auth", ["bearer", "cookie"])
 def test_every_route_works_with_the_token(guarded: Guarded, auth: str) -> None:
     creds = BEARER if auth == "bearer" else {}
-    cookies = {COOKIE: session_value(TOKEN)} if auth == "cookie" else {}
+    cookies = {COOKIE: signed_in(guarded.url)} if auth == "cookie" else {}
     with client(guarded.url, headers=creds, cookies=cookies) as http:
         for method, path in sorted(served_routes(guarded.app)):
             if (method, path) in {("POST", "/logout")}:
@@ -368,6 +399,37 @@ def test_refused_before_the_body_is_read(guarded: Guarded) -> None:
                 method, url, content=b"{not json", headers={"content-type": "application/json"}
             )
         assert bad.status_code == 401, (method, path, bad.status_code, bad.text)
+
+
+def test_guessing_the_token_is_limited(guarded: Guarded) -> None:
+    """Thirty wrong tokens at once from one address, half through the sign-in form and half
+    as bearer tokens: exactly MAX_FAILURES are checked (401), the rest get 429 unchecked, and
+    so does the right token until the window frees. A session started before goes on."""
+    session = signed_in(guarded.url)
+    guarded.auth.failures.window_s = 5.0  # a minute in real life: too long to wait out here
+
+    def guess(n: int) -> httpx.Response:
+        with client(guarded.url) as stranger:
+            if n % 2:
+                return stranger.post("/login", data={"token": f"guess-{n}"})
+            return stranger.get("/api/status", headers={"Authorization": f"Bearer guess-{n}"})
+
+    try:
+        with ThreadPoolExecutor(30) as pool:
+            answers = list(pool.map(guess, range(30)))
+        statuses = sorted(res.status_code for res in answers)
+        assert statuses == [401] * MAX_FAILURES + [429] * (30 - MAX_FAILURES), statuses
+        waits = [int(res.headers["retry-after"]) for res in answers if res.status_code == 429]
+        assert all(1 <= wait <= 5 for wait in waits), waits
+        limited = guarded.client.get("/api/status")  # the right token, not even checked
+        assert limited.status_code == 429 and 1 <= int(limited.headers["retry-after"]) <= 5
+        with client(guarded.url, cookies={COOKIE: session}) as browser:
+            assert browser.get("/api/status").status_code == 200
+        time.sleep(int(limited.headers["retry-after"]))
+        assert guarded.client.get("/api/status").status_code == 200
+        signed_in(guarded.url)
+    finally:
+        guarded.auth.failures.window_s = FAILURE_WINDOW_S
 
 
 # --- ids, paths and names that try to get out ------------------------------------------------
@@ -638,7 +700,7 @@ def test_markup_in_file_names_runs_nothing_in_a_browser(guarded: Guarded) -> Non
             executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS
         )
         context = browser.new_context()
-        context.add_cookies([{"name": COOKIE, "value": session_value(TOKEN), "url": guarded.url}])
+        context.add_cookies([{"name": COOKIE, "value": signed_in(guarded.url), "url": guarded.url}])
         page = context.new_page()
         fired: list[str] = []
         page.on("dialog", lambda d: (fired.append(d.message), d.dismiss()))
@@ -673,6 +735,16 @@ FOREIGN_HOSTS = [
     "192.168.1.10:8000",
     "xn--lcalhost-9za",
 ]
+MALFORMED_HOSTS = [  # refused with or without a token
+    "127.0.0.1:{port}@evil.example",
+    "localhost:{port}@evil.example:80",
+    "[::1]:{port}@evil.example",
+    "127.0.0.1:{port}:{port}",
+    "127.0.0.1:",
+    "[::1]x",
+    "[::1",
+    "127.0.0.1:{port}/x",
+]
 
 
 def test_without_a_token_only_loopback_hosts_are_served(open_url: str, guarded: Guarded) -> None:
@@ -698,3 +770,10 @@ def test_without_a_token_only_loopback_hosts_are_served(open_url: str, guarded: 
         guarded.url, "GET /api/status HTTP/1.1\nHost: evil.example\nConnection: close"
     )
     assert status == 401
+    # and never under a malformed one: a userinfo part, two ports, an open bracket
+    for url in (open_url, guarded.url):
+        port = urlsplit(url).port
+        for host in MALFORMED_HOSTS:
+            head = f"GET /api/status HTTP/1.1\nHost: {host.format(port=port)}\nConnection: close"
+            status, _, body = raw(url, f"{head}\nAuthorization: Bearer {TOKEN}")
+            assert status == 400 and b"malformed Host header" in body, (url, host, status)
