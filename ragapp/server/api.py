@@ -4,24 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import AsyncIterator
-from contextlib import aclosing
+from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO
 
-from anyio import to_thread
+from anyio import AsyncFile, to_thread
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 from sse_starlette import EventSourceResponse
 from starlette.datastructures import UploadFile
-from starlette.types import Message, Receive
+from starlette.types import Message, Receive, Scope, Send
 
 import ragapp
 from ragapp.app import RagApp
 from ragapp.backends import configured
 from ragapp.backends.base import DEMO_NOTE, is_demo_model
 from ragapp.errors import ConfigError, RagappError
-from ragapp.ledger import source_path
 from ragapp.server import documents as docs
 from ragapp.server.answers import (
     Question,
@@ -182,29 +182,56 @@ _INLINE = {
 _AS_TEXT = {"txt", "text", "md", "markdown", "rst", "csv", "html", "htm", "eml"}
 
 
+class _OpenedFile(FileResponse):
+    """A FileResponse (ranges, HEAD, ETag) of a file already opened and checked, sent from
+    that descriptor: the path is never opened again, so a swap after the check is not
+    served. Its path is "" so that a Starlette that opened by path would fail loudly."""
+
+    def __init__(self, file: BinaryIO, info: os.stat_result, **kw: Any) -> None:
+        super().__init__("", stat_result=info, **kw)
+        self.file = file
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        extensions = dict(scope.get("extensions") or {})
+        extensions.pop("http.response.pathsend", None)  # the server would open the path
+        try:
+            await super().__call__({**scope, "extensions": extensions}, receive, send)
+        finally:
+            self.file.close()
+
+    @asynccontextmanager
+    async def _open_file(self) -> AsyncIterator[AsyncFile[bytes]]:
+        self.file.seek(0)
+        yield AsyncFile(self.file)
+
+
 @router.get("/documents/{doc_id}/file", response_class=FileResponse)
 async def document_file(doc_id: str, app: App) -> Any:
-    """The ingested file itself, only for files in the collection. PDFs and images open in
-    the browser (append `#page=N` to a PDF's URL); text formats, HTML included, are sent as
-    sandboxed plain text; other formats as downloads."""
-    entry = await to_thread.run_sync(_document, app, doc_id)
-    path, name = source_path(entry.path), Path(entry.path).name
-    if not path.is_file():
-        raise HTTPException(410, f"{name} is no longer on disk (run a re-sync)")
-    kind = path.suffix.lower().lstrip(".")
+    """The ingested file itself, only for files in the collection, and only while it holds
+    the bytes that were ingested (409 when it changed: re-sync; 410 when it is gone). PDFs
+    and images open in the browser (append `#page=N` to a PDF's URL); text formats, HTML
+    included, are sent as sandboxed plain text; other formats as downloads."""
+
+    def checked() -> tuple[str, BinaryIO, os.stat_result]:
+        entry = _document(app, doc_id)
+        return (Path(entry.path).name, *docs.open_as_ingested(app.collection, entry))
+
+    name, file, info = await to_thread.run_sync(checked)
+    kind = Path(name).suffix.lower().lstrip(".")
     if kind in _INLINE:
-        return FileResponse(
-            path, media_type=_INLINE[kind], filename=name, content_disposition_type="inline"
+        return _OpenedFile(
+            file, info, media_type=_INLINE[kind], filename=name, content_disposition_type="inline"
         )
     if kind in _AS_TEXT:
-        return FileResponse(
-            path,
+        return _OpenedFile(
+            file,
+            info,
             media_type="text/plain; charset=utf-8",
             filename=name,
             content_disposition_type="inline",
             headers={"Content-Security-Policy": "sandbox; default-src 'none'"},
         )
-    return FileResponse(path, filename=name)
+    return _OpenedFile(file, info, filename=name)
 
 
 def _limited(receive: Receive, limit: int) -> Receive:

@@ -11,10 +11,15 @@ from the command line are picked up by `ragapp ingest FOLDER`, as before.
 
 from __future__ import annotations
 
+import hashlib
+import os
+import stat
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
+
+from fastapi import HTTPException
 
 from ingest.loaders import PARTITIONERS, file_type
 from ingest.pipeline import ingest_paths
@@ -26,6 +31,7 @@ from ragapp.server.security import safe_filename
 from ragapp.server.state import ServerState, document_id
 
 SUPPORTED_EXTENSIONS = sorted(PARTITIONERS)
+CHANGED = "the file changed since it was ingested; re-sync"
 
 
 def document_json(collection: Collection, entry: FileEntry) -> dict[str, Any]:
@@ -52,6 +58,42 @@ def _iso(timestamp: float) -> str:
 def find_document(collection: Collection, doc_id: str) -> FileEntry | None:
     """The file record with this id; only files in the collection can be found."""
     return next((e for e in collection.files().values() if document_id(e.path) == doc_id), None)
+
+
+def open_as_ingested(collection: Collection, entry: FileEntry) -> tuple[BinaryIO, os.stat_result]:
+    """The document's file, opened, if it holds the bytes that were ingested: its sha256 is
+    taken from this descriptor, which is then served, so what is there now (another file, a
+    link put in its place) is never sent. 410 when it is gone, 409 when it changed.
+
+    Size and mtime can't vouch for it (an archive sets an mtime; any user can read a secret
+    file's size and mtime to copy them), so every request hashes the file. An upload is saved
+    as a regular file, so a link in its place is refused unread; a recorded path may be a
+    link (``--follow-symlinks``), and what it points at must hold the ingested bytes."""
+    path, name = source_path(entry.path), Path(entry.path).name
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    if collection.is_upload(entry.path):
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags)  # O_NONBLOCK: a FIFO put in its place does not hang
+    except (FileNotFoundError, NotADirectoryError):
+        raise HTTPException(410, f"{name} is no longer on disk (run a re-sync)") from None
+    except OSError:  # a link in an upload's place (ELOOP), a file no longer readable
+        raise HTTPException(409, CHANGED) from None
+    file = os.fdopen(fd, "rb")
+    try:
+        info = os.fstat(file.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_size != entry.size:
+            raise HTTPException(409, CHANGED)
+        digest = hashlib.sha256()
+        while block := file.read(1 << 20):
+            digest.update(block)
+        if digest.hexdigest() != entry.sha256:
+            raise HTTPException(409, CHANGED)
+        file.seek(0)
+    except BaseException:
+        file.close()
+        raise
+    return file, info
 
 
 def failed_files(collection: Collection, known: Iterable[str]) -> list[FailedFile]:

@@ -491,6 +491,33 @@ def test_ids_cannot_reach_other_files(guarded: Guarded) -> None:
     assert len(guarded.documents()) == before  # no DELETE found anything to remove
 
 
+def test_a_file_swapped_for_a_link_after_ingest_is_not_served(
+    guarded: Guarded, tmp_path: Path
+) -> None:
+    """The /etc/passwd swap: an ingested file replaced by a link to a file outside the
+    collection (the secret next to the data dir) is refused, its content never sent."""
+    from ingest.pipeline import ingest_paths
+
+    folder = tmp_path / "shared-folder"
+    folder.mkdir()
+    report = folder / "report.txt"
+    ingested = b"The quarterly report on the kittens of Kestrel Point.\n"
+    report.write_bytes(ingested)
+    ingest_paths([folder], guarded.app.state.server.app().collection)
+    doc = guarded.document("report.txt")
+    try:
+        status, _, body = raw_get(guarded.url, doc["file_url"], BEARER)
+        assert status == 200 and body == ingested
+        report.unlink()
+        report.symlink_to(guarded.root / "secret.txt")
+        for headers in (BEARER, {**BEARER, "Range": "bytes=0-10"}):
+            status, _, body = raw_get(guarded.url, doc["file_url"], headers)
+            assert status == 409 and b"changed since it was ingested" in body, (status, body)
+            assert not any(leak.encode() in body for leak in LEAKS)
+    finally:
+        assert guarded.client.delete(f"/api/documents/{doc['id']}").status_code == 200
+
+
 STATIC_HOSTILE = [
     "/static/../security.py",
     "/static/../../server/security.py",

@@ -136,6 +136,70 @@ def test_file_endpoint_serves_only_collection_files(served: Served) -> None:
     assert served.client.get("/api/documents/ffffffffffffffff/file").status_code == 404
 
 
+def test_file_endpoint_serves_only_the_ingested_bytes(served: Served, tmp_path: Path) -> None:
+    from ingest.pipeline import ingest_paths
+
+    folder, outside = tmp_path / "folder", tmp_path / "outside"
+    folder.mkdir()
+    outside.mkdir()
+    keeper = folder / "keeper.txt"
+    ingested = b"The keeper of Kestrel Point lights the lamp at dusk.\n"
+    keeper.write_bytes(ingested)
+    secret = outside / "secret.txt"
+    secret.write_bytes(b"root:x:0:0:the secret next door, not in the collection\n")
+    (outside / "linked.txt").write_bytes(b"A note that lives outside the folder, linked in.\n")
+    (folder / "linked.txt").symlink_to(outside / "linked.txt")
+    ingest_paths([folder], served.state.app().collection, follow_symlinks=True)
+    doc, linked = served.document("keeper.txt"), served.document("linked.txt")
+    changed = {"detail": "the file changed since it was ingested; re-sync", "error": "http_error"}
+    try:
+        res = served.client.get(doc["file_url"])  # unchanged: the bytes
+        assert res.status_code == 200 and res.content == ingested
+        part = served.client.get(doc["file_url"], headers={"Range": "bytes=4-9"})
+        assert part.status_code == 206 and part.content == ingested[4:10]
+        # a link ingested as one (--follow-symlinks), still to the same bytes, is served
+        assert linked["path"] == str(folder / "linked.txt")
+        assert served.client.get(linked["file_url"]).content.startswith(b"A note that lives")
+
+        st = keeper.stat()
+        keeper.unlink()
+        keeper.symlink_to(secret)  # swapped for a link to another file
+        res = served.client.get(doc["file_url"])
+        assert (res.status_code, res.json()) == (409, changed) and b"root:x" not in res.content
+        keeper.unlink()
+        keeper.write_bytes(ingested.upper())  # other bytes, same size and mtime
+        os.utime(keeper, ns=(st.st_atime_ns, st.st_mtime_ns))
+        res = served.client.get(doc["file_url"])
+        assert (res.status_code, res.json()) == (409, changed)
+        keeper.unlink()
+        os.mkfifo(keeper)  # a FIFO: refused, and does not hang
+        assert served.client.get(doc["file_url"]).status_code == 409
+        keeper.unlink()
+        res = served.client.get(doc["file_url"])
+        assert res.status_code == 410 and "no longer on disk" in res.json()["detail"]
+    finally:
+        for d in (doc, linked):
+            assert served.client.delete(f"/api/documents/{d['id']}").status_code == 200
+
+
+def test_an_upload_replaced_by_a_link_is_not_served(served: Served, tmp_path: Path) -> None:
+    body = b"The tide table for Kestrel Point, as uploaded.\n"
+    res = upload(served.client, [("tide-table.txt", body)])
+    wait_for_job(served.client, res.json()["job_id"])
+    doc = served.document("tide-table.txt")
+    path = Path(doc["path"])
+    copy = tmp_path / "copy.txt"
+    copy.write_bytes(body)
+    try:
+        path.unlink()
+        path.symlink_to(copy)  # the same bytes, but an upload is never a link
+        res = served.client.get(doc["file_url"])
+        assert res.status_code == 409 and "changed since it was ingested" in res.json()["detail"]
+    finally:
+        assert served.client.delete(f"/api/documents/{doc['id']}").status_code == 200
+    assert copy.read_bytes() == body  # deleting the upload removed the link, not its target
+
+
 def test_viewer_and_page_escape_document_content(served: Served) -> None:
     doc = served.document("lighthouse.txt")
     res = served.client.get(doc["view_url"])
