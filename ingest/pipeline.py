@@ -482,6 +482,8 @@ def _ingest(paths: Iterable[Path], sync: _Sync, keep_deleted: bool) -> IngestRep
             sync.report.count(job.status)
         sync.report.removed = len(gone)
     else:
+        if jobs:
+            collection.require_space()  # a full disk: one line now, not a parse wasted
         to_parse = [j for j in jobs if not (j.reuse_from and sync.reuse(j))]
         _parse_all(sync, to_parse, settings.resolved_ingest_workers, parse_file)
         sync.flush()

@@ -20,6 +20,7 @@ share the collection; the data dir holds caches that are rebuilt from it.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
@@ -34,7 +35,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ragapp.errors import EmptyCollectionError
+from ragapp.errors import DiskFullError, EmptyCollectionError
 from ragapp.ledger import FileEntry, Ledger, is_under
 from ragapp.query.keyword import KeywordIndex
 from ragapp.query.retriever import ScoredRetriever, file_filter, to_source
@@ -66,6 +67,13 @@ _LOG_FILES = 200  # re-indexing this many files (a new host's first look) is sai
 def _log_progress(done: int, total: int) -> None:
     if total >= _LOG_FILES and (done == total or done % max(total // 4, 1) < 64):
         log.info("keyword index: %d of %d changed files read from the store", done, total)
+
+
+_MiB = 1 << 20
+# bytes on disk per byte of chunk text and vectors, an upper bound: the Debian FAQ's 234
+# chunks (137 KB of text, 360 KB of chunk vectors, their window vectors) take 4.8 MB, as
+# Chroma keeps each vector in its log and its index and indexes the text for full-text search
+_STORE_OVERHEAD = 8
 
 
 @dataclass(frozen=True)
@@ -181,9 +189,53 @@ class Collection:
         window_chars: int = 0,
     ) -> None:
         """Store a file's chunks and window vectors (cut at ``window_chars``), then its
-        record (a crash between leaves the file unrecorded, so the next sync redoes it)."""
-        self.store.write_file(source, chunks, vectors, windows)
-        self.ledger.record(source, size, mtime_ns, sha256, len(chunks), window_chars)
+        record (a crash between leaves the file unrecorded, so the next sync redoes it).
+        Refused before anything is written when the disk would fill (``require_space``)."""
+        per_window = len(vectors[0]) * 4 if vectors else 0
+        stored = sum(len(c.text.encode()) for c in chunks) + per_window * (
+            len(vectors) + sum(len(w) for w in windows or [])
+        )
+        self.require_space(_STORE_OVERHEAD * stored, source)
+        try:
+            self.store.write_file(source, chunks, vectors, windows)
+            self.ledger.record(source, size, mtime_ns, sha256, len(chunks), window_chars)
+        except Exception as exc:
+            if self._disk_full(exc):
+                raise self._full(source) from exc
+            raise
+
+    def require_space(self, incoming: int = 0, source: str | None = None) -> None:
+        """Refuse a write that would leave less than ``min_free_mb`` free on the data dir's
+        disk (a full disk is where SQLite and Chroma fail in ways that outlive the write)."""
+        if self.settings.chroma_url:  # a server's data lives on its own disk
+            return
+        free = self._free_bytes()
+        if free < self.settings.min_free_mb * _MiB + incoming:
+            raise self._full(source)
+
+    def _free_bytes(self) -> int:
+        folder = self.settings.data_dir
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        return shutil.disk_usage(folder).free
+
+    def _disk_full(self, exc: BaseException) -> bool:
+        """Whether a store error is the disk filling up: ENOSPC, SQLite's "database or disk
+        is full", or any error while (almost) nothing is left free."""
+        text = str(exc).lower()
+        if getattr(exc, "errno", None) == errno.ENOSPC or "disk is full" in text:
+            return True
+        return not self.settings.chroma_url and self._free_bytes() < _MiB
+
+    def _full(self, source: str | None = None) -> DiskFullError:
+        free = self._free_bytes() / _MiB
+        at = f" before writing {source}" if source else ""
+        return DiskFullError(
+            f"not enough disk space{at}: {free:.0f} MiB free on the disk holding "
+            f"{self.settings.data_dir} (ragapp keeps min_free_mb = "
+            f"{self.settings.min_free_mb:g} MiB free); free some space and rerun: "
+            "what was written is kept"
+        )
 
     def embed(
         self, chunks: Sequence[Chunk], texts: Sequence[str]

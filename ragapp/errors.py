@@ -8,6 +8,7 @@ RagappError                 exit 1, HTTP 400   the base class
 ├── ModelNotFoundError      exit 1, HTTP 503   an embedding or LLM model that is not on this machine
 ├── EmbeddingMismatchError  exit 1, HTTP 409   the collection was built with another embedding model
 ├── StoreError              exit 1, HTTP 503   the vector store cannot be opened or written
+│   └── DiskFullError       exit 1, HTTP 507   too little free disk for the data dir to grow
 ├── EmptyCollectionError    exit 1, HTTP 409   a question asked of a collection with nothing in it
 ├── NoMatchingFileError     exit 1, HTTP 404   a path filter that matches no ingested file
 ├── BackendError            exit 1, HTTP 503   an LLM backend that is missing or unreachable
@@ -50,6 +51,10 @@ class EmbeddingMismatchError(RagappError):
 
 class StoreError(RagappError):
     http_status = 503
+
+
+class DiskFullError(StoreError):
+    http_status = 507
 
 
 class EmptyCollectionError(RagappError):

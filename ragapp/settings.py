@@ -269,6 +269,13 @@ class Settings(BaseSettings):
         "past it the request ends with 503 and Retry-After (its generation stops at the "
         "next token). 0: none.",
     )
+    min_free_mb: float = Field(
+        default=200,
+        ge=0,
+        description="Free space ragapp keeps on the data dir's disk: an ingest that would "
+        "go below it stops before writing, with what was written kept (embedded store "
+        "only; a Chroma server keeps its own disk).",
+    )
     session_hours: float = Field(
         default=12.0,
         gt=0,

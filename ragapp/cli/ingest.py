@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -42,11 +45,14 @@ class _RichIngestProgress:
         self.task: Any = None
         self.phases: dict[str, Any] = {}
         self.chunks = 0
+        self.files = self.total = 0
 
     def start(self, total_files: int) -> None:
+        self.total = total_files
         self.task = self.progress.add_task("Ingesting", total=total_files, chunks=0)
 
     def file_done(self, path: str, status: str, chunks: int) -> None:
+        self.files += 1
         self.chunks += chunks
         self.progress.update(self.task, advance=1, chunks=self.chunks)
         if status == "failed":
@@ -130,7 +136,8 @@ def ingest(
     """
     app = _app(ctx)
     if watch and not dry_run:
-        _watch(app, paths, json_out, keep_deleted, retry_failed, follow_symlinks)
+        with _stopped_by_sigterm():  # docker stop: a quiet exit between syncs
+            _watch(app, paths, json_out, keep_deleted, retry_failed, follow_symlinks)
         return
     report = _sync(app, paths, json_out, keep_deleted, dry_run, retry_failed, follow_symlinks)
     if report.failed:
@@ -151,16 +158,24 @@ def _sync(
     from ingest.pipeline import ingest_paths
 
     started = time.perf_counter()  # the summary's seconds: the whole sync, models included
-    with _progress(json_out) as progress:
-        report = ingest_paths(
-            paths,
-            app.collection,
-            _RichIngestProgress(progress),
-            keep_deleted=keep_deleted,
-            dry_run=dry_run,
-            retry_failed=retry_failed,
-            follow_symlinks=follow_symlinks,
-        )
+    with _progress(json_out) as progress, _stopped_by_sigterm():
+        tracker = _RichIngestProgress(progress)
+        try:
+            report = ingest_paths(
+                paths,
+                app.collection,
+                tracker,
+                keep_deleted=keep_deleted,
+                dry_run=dry_run,
+                retry_failed=retry_failed,
+                follow_symlinks=follow_symlinks,
+            )
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (docker stop, systemd)
+            # the parsers are stopped by now; every file reported done is written whole
+            progress.stop()
+            total = f" of {tracker.total}" if tracker.total else ""
+            err.print(f"interrupted: {tracker.files}{total} files done; rerun to finish")
+            raise typer.Exit(143 if isinstance(exc, _Terminated) else 130) from None
     report.seconds = time.perf_counter() - started
     if json_out:
         _print_json(report.to_json())
@@ -183,6 +198,23 @@ def _sync(
     _print_problems("Failed", report.failed, "red")
     _print_problems("Skipped", report.skipped, "dim")
     return report
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread as Ctrl-C's KeyboardInterrupt is, so both stop an
+    ingest the same way: workers stopped and reaped, one line, exit 143 (130 for Ctrl-C)."""
+
+
+@contextmanager
+def _stopped_by_sigterm() -> Iterator[None]:
+    def stop(signum: int, frame: object) -> None:
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _watch(
@@ -245,18 +277,7 @@ def sources(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 
     Example:  ragapp sources --json
     """
-    from datetime import UTC, datetime
-
-    entries = _app(ctx).collection.files().values()
-    rows: list[dict[str, Any]] = [
-        {
-            "path": e.path,
-            "chunks": e.chunks,
-            "bytes": e.size,
-            "ingested_at": datetime.fromtimestamp(e.ingested_at, UTC).isoformat(timespec="seconds"),
-        }
-        for e in entries
-    ]
+    rows = _app(ctx).sources()
     if json_out:
         _print_json({"sources": rows})
         return

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import signal
+from typing import Annotated, Any
 
 import typer
 
@@ -48,8 +49,6 @@ def serve(
         )
     _check_port(host, port)
     settings = _settings(ctx)
-    import uvicorn
-
     from ragapp.server import create_app
 
     app = create_app(settings, token=token, preload=True)
@@ -60,7 +59,38 @@ def serve(
         + " · Ctrl-C to stop",
         soft_wrap=True,
     )
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    _run_until_stopped(app, host, port)
+
+
+def _run_until_stopped(app: Any, host: str, port: int) -> None:
+    """uvicorn, stopped the way `docker stop` and systemd stop things: on SIGTERM it takes
+    no new connection, finishes the answers under way (up to ANSWER_GRACE_S), cancels what
+    is left, and the process exits 0."""
+    import uvicorn
+
+    from ragapp.server.answers import ANSWER_GRACE_S
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if not self.should_exit:
+                err.print(
+                    f"ragapp: stopping: finishing the answers under way (up to "
+                    f"{ANSWER_GRACE_S} s), taking no new connections"
+                )
+            super().handle_exit(sig, frame)
+
+    # uvicorn raises the signal again once drained, with the handler it found: a no-op
+    # here, so a drained SIGTERM is a clean exit (0), not a death by signal (143)
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=ANSWER_GRACE_S + 5,
+    )
+    Server(config).run()
 
 
 def _check_port(host: str, port: int) -> None:

@@ -27,6 +27,7 @@ from ragapp.server.answers import (
     Question,
     answer_events,
     answer_once,
+    answer_stream,
     as_list,
     chat_history,
     done_json,
@@ -106,7 +107,7 @@ async def _answer_response(
             async for name, data in answer:
                 yield _event(name, done_json(data["answer"]) if name == "done" else data)
 
-    return EventSourceResponse(events(), ping=15)
+    return answer_stream(events())
 
 
 def _where(app: RagApp, path: Any, file_type: Any) -> dict[str, Any] | None:

@@ -12,6 +12,7 @@ from the command line are picked up by `ragapp ingest FOLDER`, as before.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import stat
 from collections.abc import Iterable
@@ -25,13 +26,16 @@ from ingest.loaders import PARTITIONERS, file_type
 from ingest.pipeline import ingest_paths
 from ragapp.app import RagApp
 from ragapp.collection import Collection
-from ragapp.ledger import FailedFile, FileEntry, source_path
+from ragapp.errors import RagappError
+from ragapp.ledger import FailedFile, FileEntry, source_key, source_path
 from ragapp.server.jobs import Job
 from ragapp.server.security import safe_filename
 from ragapp.server.state import ServerState, document_id
 
 SUPPORTED_EXTENSIONS = sorted(PARTITIONERS)
 CHANGED = "the file changed since it was ingested; re-sync"
+
+log = logging.getLogger(__name__)
 
 
 def document_json(collection: Collection, entry: FileEntry) -> dict[str, Any]:
@@ -152,6 +156,37 @@ def ingest_files(state: ServerState, app: RagApp, paths: list[Path]) -> Any:
         return report.to_json()
 
     return work
+
+
+def resume_uploads(state: ServerState) -> list[str]:
+    """At startup: ingest the uploads a stopped (or killed) server saved but never
+    ingested, one job per collection, and delete the partial files of uploads cut off
+    while being saved. Returns the ids of the jobs started."""
+    root = state.settings.data_dir / "uploads"
+    jobs = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+        for partial in folder.glob(".upload-*.part"):
+            partial.unlink(missing_ok=True)  # save_upload's temp file: never renamed
+        try:
+            app = state.app(folder.name)
+            known = set(app.collection.files()) | set(app.collection.ledger.failures())
+        except RagappError as exc:  # not a name ragapp makes, or a store it can't open
+            log.warning("uploads of %r not resumed: %s", folder.name, exc)
+            continue
+        pending = [
+            p
+            for p in sorted(folder.iterdir())
+            if p.is_file() and not p.name.startswith(".") and source_key(p) not in known
+        ]
+        if pending:
+            log.info(
+                "collection %r: ingesting %d upload(s) saved before the server stopped",
+                folder.name,
+                len(pending),
+            )
+            job = state.jobs.submit("upload", folder.name, ingest_files(state, app, pending))
+            jobs.append(job.id)
+    return jobs
 
 
 def sync_collection(state: ServerState, app: RagApp) -> Any:

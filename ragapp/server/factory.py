@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from anyio import to_thread
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -19,6 +20,7 @@ import ragapp
 from ragapp.errors import RagappError
 from ragapp.server import api, openai_api, ui
 from ragapp.server.answers import AnswerFailed
+from ragapp.server.documents import resume_uploads
 from ragapp.server.security import GuardMiddleware
 from ragapp.server.state import ServerState
 from ragapp.settings import Settings
@@ -103,6 +105,7 @@ def create_app(settings: Settings, *, token: str | None = None, preload: bool = 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if preload:
             threading.Thread(target=state.preload, name="ragapp-preload", daemon=True).start()
+        await to_thread.run_sync(resume_uploads, state)  # uploads a stop left un-ingested
         yield
         state.jobs.shutdown()
 

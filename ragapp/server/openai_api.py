@@ -18,11 +18,16 @@ from typing import Any
 
 from anyio import to_thread
 from fastapi import APIRouter, Depends, HTTPException, Request
-from sse_starlette import EventSourceResponse
 
 from ragapp.app import RagApp
 from ragapp.errors import ConfigError
-from ragapp.server.answers import Question, answer_events, answer_once, chat_history
+from ragapp.server.answers import (
+    Question,
+    answer_events,
+    answer_once,
+    answer_stream,
+    chat_history,
+)
 from ragapp.server.api import server_state
 from ragapp.server.schemas import ChatCompletionRequest, OpenAIModelList
 from ragapp.server.security import require_token
@@ -133,4 +138,4 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
                     yield {"data": json.dumps({"error": error})}
         yield {"data": "[DONE]"}
 
-    return EventSourceResponse(events(), ping=15)
+    return answer_stream(events())

@@ -120,3 +120,24 @@ def test_uploads_are_written_atomically_inside_the_folder() -> None:
         with pytest.raises(ValueError, match="unsafe file name"):
             collection.save_upload(bad, io.BytesIO(b"x"))
     assert not collection.is_upload("/elsewhere/a.txt")
+
+
+def test_a_write_that_meets_a_full_disk_is_one_line(
+    docs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from ragapp.errors import DiskFullError
+
+    collection = open_collection()
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(collection.store, "write_file", full)
+    with pytest.raises(DiskFullError) as raised:
+        ingest_paths([docs], collection)
+    message = str(raised.value)
+    assert message.startswith("not enough disk space before writing ") and "\n" not in message
+    assert "free some space and rerun: what was written is kept" in message
+    assert raised.value.exit_code == 1 and raised.value.http_status == 507
