@@ -15,6 +15,7 @@ EXPECTED = {
     "ModelNotFoundError": 503,
     "EmbeddingMismatchError": 409,
     "StoreError": 503,
+    "DiskFullError": 507,
     "EmptyCollectionError": 409,
     "NoMatchingFileError": 404,
     "BackendError": 503,
