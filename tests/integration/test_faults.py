@@ -288,4 +288,3 @@ def test_uploads_left_by_a_killed_server_are_ingested_when_it_starts(tmp_path: P
     finally:
         proc.terminate()
         proc.wait(timeout=60)
-    assert "ingesting 1 upload(s) saved before the server stopped" in log.read_text()
