@@ -24,7 +24,6 @@ import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +31,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from tests.integration.test_hostile_files import TreeMemory  # noqa: E402
 
 MB = 1_000_000
 WORDS = [
@@ -138,17 +139,9 @@ def ingest(path: Path, data_dir: Path) -> dict[str, Any]:
         text=True,
         env=env,
     )
-    peak = [0]
-
-    def watch() -> None:
-        while proc.poll() is None:
-            peak[0] = max(peak[0], sum(_rss(pid) for pid in _tree(proc.pid)))
-            time.sleep(0.1)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
+    memory = TreeMemory(proc.pid)  # the process tree's summed RSS, as the tests measure it
     out, err = proc.communicate()
-    watcher.join()
+    peak = memory.stop()
     seconds = time.perf_counter() - started
     if proc.returncode != 0:
         raise SystemExit(f"ragapp ingest {path.name} failed:\n{err[-3000:]}")
@@ -158,34 +151,10 @@ def ingest(path: Path, data_dir: Path) -> dict[str, Any]:
         "mb": mb,
         "seconds": seconds,
         "mb_per_s": mb / seconds,
-        "peak_rss_mb": peak[0] / 2**20,
+        "peak_rss_mb": peak / 2**20,
         "chunks": report["chunks"],
         "phases": report["phases"],
     }
-
-
-def _tree(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry))
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo += children.get(pid, [])
-    return found
-
-
-def _rss(pid: int) -> int:
-    try:
-        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, IndexError, ValueError):
-        return 0
 
 
 def main() -> None:

@@ -22,23 +22,10 @@ import httpx
 import pytest
 
 from tests.conftest import RAGAPP, Corpus, free_port, run_cli, wait_until_serving
+from tests.integration.test_hostile_files import WORDS
 
 pytestmark = pytest.mark.e2e
 
-WORDS = [
-    "harbour",
-    "ferry",
-    "lantern",
-    "member",
-    "fee",
-    "board",
-    "meeting",
-    "tide",
-    "pier",
-    "rope",
-    "anchor",
-    "sail",
-]
 FILES = 48
 
 
